@@ -1,0 +1,7 @@
+"""hccstrat: perioperative risk stratification and adjuvant-therapy selection in HCC."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

@@ -1,0 +1,186 @@
+"""Demo stage: clinical scores, Kaplan–Meier curves and a clinical Cox baseline.
+
+Uses lifelines (Kaplan–Meier, Cox) on the canonical table of the synthetic cohort:
+scores from :mod:`hccstrat.clinical.scores`, RFS from :mod:`hccstrat.survival`.
+The Cox model is fitted on a random 70 % and evaluated on the other 30 %
+(C-index with a 1,000-resample bootstrap CI, calibration at 24 months).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hccstrat.reports.html import Section, figure_to_html, table_to_html
+
+__all__ = ["clinical_design_matrix", "demo_stage"]
+
+HORIZON = 24.0
+
+
+def clinical_design_matrix(clinical: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
+    """Routine pre- and post-operative clinical covariates as a numeric matrix.
+
+    Missing values are imputed with the column median (numbers) or the mode
+    (indicators); the demo's synthetic data has few.
+    """
+    X = pd.DataFrame(index=clinical.index)
+    X["age"] = clinical["age"].astype(float)
+    X["male"] = clinical["sex"].eq("M").astype(float)
+    X["log_afp"] = np.log10(clinical["afp_ng_ml"].astype(float).clip(lower=1))
+    X["size_cm"] = clinical["tumour_size_cm"].astype(float)
+    X["multiple"] = clinical["tumour_number"].astype(float).gt(1).astype(float)
+    X["albi"] = scores["albi_score"].astype(float)
+    X["cirrhosis"] = clinical["cirrhosis"].astype(float)
+    X["mvi"] = clinical["mvi"].astype(float)
+    X["satellite"] = clinical["satellite_nodules"].astype(float)
+    X["grade_3_4"] = clinical["edmondson_grade"].astype(float).ge(3).astype(float)
+    X["r1"] = clinical["margin_status"].eq("R1").astype(float)
+    X["no_capsule"] = clinical["capsule_pathology"].ne("complete").astype(float)
+    return X.fillna(X.median())
+
+
+def _km_plot(groups: pd.Series, y: np.ndarray, title: str):
+    import matplotlib.pyplot as plt
+    from lifelines import KaplanMeierFitter
+    from lifelines.statistics import multivariate_logrank_test
+
+    fig, ax = plt.subplots(figsize=(6.2, 4.2))
+    g = groups.astype("string").fillna("missing")
+    for level in sorted(g.unique()):
+        m = (g == level).to_numpy()
+        if m.sum() < 5:
+            continue
+        kmf = KaplanMeierFitter(label=f"{level} (n={m.sum()})")
+        kmf.fit(y["time"][m], y["event"][m])
+        kmf.plot_survival_function(ax=ax, ci_show=False)
+    test = multivariate_logrank_test(y["time"], g.to_numpy(), y["event"])
+    ax.set(
+        xlabel="months after resection",
+        ylabel="recurrence-free survival",
+        title=f"{title} (log-rank p={test.p_value:.2g})",
+        ylim=(0, 1.02),
+    )
+    ax.axvline(HORIZON, color="grey", lw=0.8, ls=":")
+    return fig
+
+
+def demo_stage(cohort, out_dir: Path, *, seed: int, progress) -> list[Section]:
+    """Scores, KM by BCLC and ERASL group, Cox baseline with C-index and calibration."""
+    import matplotlib.pyplot as plt
+    from lifelines import CoxPHFitter, KaplanMeierFitter
+    from lifelines.utils import concordance_index
+
+    from hccstrat.clinical.scores import compute_scores
+    from hccstrat.survival import endpoint
+
+    clinical = cohort.clinical.reset_index(drop=True)
+    progress("computing clinical scores")
+    scores = compute_scores(clinical)
+    y = endpoint(clinical, "rfs")
+    score_summary = pd.DataFrame(
+        {
+            "score": ["Child-Pugh class", "ALBI grade", "BCLC stage", "ERASL-pre group"],
+            "distribution": [
+                _dist(scores["child_pugh_class"]),
+                _dist(scores["albi_grade"]),
+                _dist(scores["bclc_stage"]),
+                _dist(scores["erasl_pre_group"]),
+            ],
+            "missing": [
+                int(scores[c].isna().sum())
+                for c in ("child_pugh_class", "albi_grade", "bclc_stage", "erasl_pre_group")
+            ],
+        }
+    )
+
+    progress("Kaplan–Meier curves")
+    fig_bclc = _km_plot(scores["bclc_stage"], y, "RFS by BCLC stage")
+    fig_erasl = _km_plot(scores["erasl_pre_group"], y, "RFS by ERASL-pre risk group")
+
+    progress("fitting the clinical Cox baseline")
+    X = clinical_design_matrix(clinical, scores)
+    rng = np.random.default_rng(seed)
+    test = rng.random(len(X)) < 0.3
+    train_df = X[~test].assign(time=y["time"][~test], event=y["event"][~test])
+    cph = CoxPHFitter(penalizer=0.01).fit(train_df, "time", "event")
+    risk = cph.predict_partial_hazard(X[test]).to_numpy()
+    yt = y[test]
+    c = concordance_index(yt["time"], -risk, yt["event"])
+    progress("bootstrap CI of the C-index (1,000 resamples)")
+    boots = []
+    n = int(test.sum())
+    for _ in range(1000):
+        idx = rng.integers(0, n, n)
+        if yt["event"][idx].sum() < 2:
+            continue
+        boots.append(concordance_index(yt["time"][idx], -risk[idx], yt["event"][idx]))
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    oracle_c = None
+    if "true_lp" in getattr(cohort, "oracle", pd.DataFrame()).columns:
+        lp = cohort.oracle.set_index("patient_id").loc[clinical["patient_id"], "true_lp"].to_numpy()
+        oracle_c = concordance_index(yt["time"], -lp[test], yt["event"])
+
+    progress("calibration at 24 months")
+    surv24 = cph.predict_survival_function(X[test], times=[HORIZON]).to_numpy().ravel()
+    pred = 1 - surv24
+    q = pd.qcut(pred, 5, labels=False, duplicates="drop")
+    rows = []
+    for k in np.unique(q):
+        m = q == k
+        kmf = KaplanMeierFitter().fit(yt["time"][m], yt["event"][m])
+        obs = 1 - float(kmf.survival_function_at_times(HORIZON).iloc[0])
+        rows.append(
+            {"group": int(k) + 1, "n": int(m.sum()), "predicted": pred[m].mean(), "observed": obs}
+        )
+    calib = pd.DataFrame(rows)
+    fig_cal, ax = plt.subplots(figsize=(4.6, 4.4))
+    ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=0.8, label="ideal")
+    ax.plot(calib["predicted"], calib["observed"], "o-", label="Cox (quintiles)")
+    ax.set(
+        xlabel="predicted 24-month recurrence risk",
+        ylabel="observed (Kaplan–Meier)",
+        xlim=(0, 1),
+        ylim=(0, 1),
+        title="Calibration at 24 months (test set)",
+    )
+    ax.legend()
+
+    coef = (
+        cph.summary[["coef", "exp(coef)", "p"]]
+        .reset_index()
+        .rename(columns={"covariate": "variable"})
+    )
+    numbers = {
+        "c_index_test": float(c),
+        "c_index_ci95": [float(lo), float(hi)],
+        "c_index_oracle_test": None if oracle_c is None else float(oracle_c),
+        "n_train": int((~test).sum()),
+        "n_test": n,
+        "rfs_events": int(y["event"].sum()),
+    }
+    oracle_txt = (
+        ""
+        if oracle_c is None
+        else f" The oracle (true) risk reaches {oracle_c:.3f} on the same patients."
+    )
+    body = (
+        table_to_html(score_summary, caption="Clinical scores on the cohort")
+        + figure_to_html(fig_bclc, alt="Kaplan–Meier RFS by BCLC stage")
+        + figure_to_html(fig_erasl, alt="Kaplan–Meier RFS by ERASL-pre risk group")
+        + "<p>Clinical Cox baseline (lifelines, ridge penalty 0.01) fitted on "
+        + f"{numbers['n_train']} "
+        f"patients: test C-index <strong>{c:.3f}</strong> (95 % bootstrap CI {lo:.3f}–{hi:.3f}, "
+        f"1,000 resamples, n={n}).{oracle_txt}</p>"
+        + table_to_html(coef, caption="Cox coefficients (training set)")
+        + table_to_html(calib, caption="Calibration at 24 months by predicted-risk quintile")
+        + figure_to_html(fig_cal, alt="Calibration of the clinical Cox model at 24 months")
+    )
+    return [Section("Clinical scores and Cox baseline", body, numbers)]
+
+
+def _dist(s: pd.Series) -> str:
+    counts = s.astype("string").value_counts(dropna=True).sort_index()
+    return ", ".join(f"{k}: {v}" for k, v in counts.items())
