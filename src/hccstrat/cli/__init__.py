@@ -28,6 +28,7 @@ app = typer.Typer(
 #: (module, group name) of the command groups; each module defines ``app``.
 _GROUPS: list[tuple[str, str]] = [
     ("hccstrat.cli.cohort", "cohort"),
+    ("hccstrat.cli.trial", "trial"),
 ]
 #: modules that register top-level commands on :data:`app`
 _COMMANDS: list[str] = ["hccstrat.cli.scores", "hccstrat.cli.demo"]
