@@ -1,0 +1,79 @@
+import numpy as np
+import pandas as pd
+import pytest
+from lifelines import CoxPHFitter, KaplanMeierFitter
+from sksurv.metrics import brier_score as sk_brier
+from sksurv.metrics import integrated_brier_score as sk_ibs
+
+from hccstrat.evaluation.brier import brier_score, integrated_brier_score, scaled_brier
+from hccstrat.evaluation.calibration import (
+    calibration_curve,
+    calibration_in_the_large,
+    calibration_slope,
+    calibration_table,
+    cloglog,
+)
+from hccstrat.evaluation.recalibration import Recalibrator
+
+
+def _surv(x, times, base=0.02):
+    return np.exp(-np.outer(base * np.exp(x), times))
+
+
+def test_brier_and_ibs_match_sksurv(data):
+    y, x, _, _ = data
+    times = np.array([3.0, 6.0, 12.0, 24.0, 36.0])
+    s = _surv(x, times)
+    np.testing.assert_allclose(brier_score(y, s, times), sk_brier(y, y, s, times)[1], atol=1e-12)
+    assert integrated_brier_score(y, s, times) == pytest.approx(sk_ibs(y, y, s, times), abs=1e-12)
+    assert 0 < scaled_brier(y, s[:, 3], 24.0) < 1
+
+
+def test_slope_matches_lifelines_cox(data):
+    y, _x, p, _ = data
+    df = pd.DataFrame(
+        {"x": cloglog(p), "T": np.minimum(y["time"], 24), "E": y["event"] & (y["time"] <= 24)}
+    )
+    ref = CoxPHFitter().fit(df, "T", "E").params_["x"]
+    assert calibration_slope(y, p, 24.0) == pytest.approx(ref, abs=1e-4)
+
+
+def test_oe_uses_kaplan_meier(data):
+    y, _, p, _ = data
+    km = KaplanMeierFitter().fit(y["time"], y["event"]).predict(24.0)
+    res = calibration_in_the_large(y, p, 24.0)
+    assert res["observed"] == pytest.approx(1 - km, abs=1e-12)
+    assert res["oe_ratio"] == pytest.approx((1 - km) / p.mean())
+
+
+def test_ici_recovers_known_miscalibration(simulate):
+    y, x, p, _ = simulate(4000, 5)
+    good = calibration_curve(y, p, 24.0)
+    assert good.ici < 0.02 and good.e90 < 0.04
+    lam = 0.02 * np.exp(1.5 * x)  # too extreme predictions
+    bad = 1 - np.exp(-lam * 24)
+    curve = calibration_curve(y, bad, 24.0)
+    true_ici = np.abs(bad - p).mean()
+    assert curve.ici == pytest.approx(true_ici, abs=0.015)
+    assert calibration_slope(y, bad, 24.0) == pytest.approx(1 / 1.5, abs=0.08)
+
+
+def test_calibration_table_groups(data):
+    y, _, p, _ = data
+    tab = calibration_table(y, p, 24.0, n_groups=5)
+    assert len(tab) == 5 and tab["n"].sum() == len(p)
+    assert np.all(tab["observed_lo"] <= tab["observed"]) and np.all(
+        tab["observed"] <= tab["observed_hi"]
+    )
+    assert np.corrcoef(tab["predicted"], tab["observed"])[0, 1] > 0.95
+
+
+@pytest.mark.parametrize("method", ["intercept", "slope", "isotonic"])
+def test_recalibration_fixes_overprediction(method, simulate):
+    y, _x, p, _ = simulate(3000, 7)
+    over = 1 - (1 - p) ** 2  # hazard doubled
+    before = calibration_in_the_large(y, over, 24.0)["oe_ratio"]
+    new = Recalibrator(method, 24.0).fit(over[:1500], y[:1500]).transform(over[1500:])
+    after = calibration_in_the_large(y[1500:], new, 24.0)["oe_ratio"]
+    assert before < 0.8
+    assert after == pytest.approx(1.0, abs=0.08)
