@@ -31,7 +31,7 @@ _GROUPS: list[tuple[str, str]] = [
     ("hccstrat.cli.trial", "trial"),
 ]
 #: modules that register top-level commands on :data:`app`
-_COMMANDS: list[str] = ["hccstrat.cli.scores", "hccstrat.cli.demo"]
+_COMMANDS: list[str] = ["hccstrat.cli.scores", "hccstrat.cli.validate", "hccstrat.cli.demo"]
 
 _state = {"debug": False}
 

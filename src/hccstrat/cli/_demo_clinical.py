@@ -69,11 +69,11 @@ def _km_plot(groups: pd.Series, y: np.ndarray, title: str):
 
 def demo_stage(cohort, out_dir: Path, *, seed: int, progress) -> list[Section]:
     """Scores, KM by BCLC and ERASL group, Cox baseline with C-index and calibration."""
-    import matplotlib.pyplot as plt
-    from lifelines import CoxPHFitter, KaplanMeierFitter
-    from lifelines.utils import concordance_index
+    from lifelines import CoxPHFitter
 
     from hccstrat.clinical.scores import compute_scores
+    from hccstrat.evaluation import bootstrap, calibration_table, harrell_c
+    from hccstrat.reports.plots import plot_calibration
     from hccstrat.survival import endpoint
 
     clinical = cohort.clinical.reset_index(drop=True)
@@ -106,47 +106,24 @@ def demo_stage(cohort, out_dir: Path, *, seed: int, progress) -> list[Section]:
     test = rng.random(len(X)) < 0.3
     train_df = X[~test].assign(time=y["time"][~test], event=y["event"][~test])
     cph = CoxPHFitter(penalizer=0.01).fit(train_df, "time", "event")
-    risk = cph.predict_partial_hazard(X[test]).to_numpy()
     yt = y[test]
-    c = concordance_index(yt["time"], -risk, yt["event"])
-    progress("bootstrap CI of the C-index (1,000 resamples)")
-    boots = []
     n = int(test.sum())
-    for _ in range(1000):
-        idx = rng.integers(0, n, n)
-        if yt["event"][idx].sum() < 2:
-            continue
-        boots.append(concordance_index(yt["time"][idx], -risk[idx], yt["event"][idx]))
-    lo, hi = np.percentile(boots, [2.5, 97.5])
+    pred = 1 - cph.predict_survival_function(X[test], times=[HORIZON]).to_numpy().ravel()
+    progress("bootstrap CIs (1,000 resamples)")
+    boot = bootstrap(yt, pred, horizon=HORIZON, n_resamples=1000, seed=seed)
+    c = boot.estimate["harrell_c"]
+    lo, hi = boot.ci("harrell_c")
     oracle_c = None
     if "true_lp" in getattr(cohort, "oracle", pd.DataFrame()).columns:
         lp = cohort.oracle.set_index("patient_id").loc[clinical["patient_id"], "true_lp"].to_numpy()
-        oracle_c = concordance_index(yt["time"], -lp[test], yt["event"])
+        oracle_c = harrell_c(yt, lp[test])
 
     progress("calibration at 24 months")
-    surv24 = cph.predict_survival_function(X[test], times=[HORIZON]).to_numpy().ravel()
-    pred = 1 - surv24
-    q = pd.qcut(pred, 5, labels=False, duplicates="drop")
-    rows = []
-    for k in np.unique(q):
-        m = q == k
-        kmf = KaplanMeierFitter().fit(yt["time"][m], yt["event"][m])
-        obs = 1 - float(kmf.survival_function_at_times(HORIZON).iloc[0])
-        rows.append(
-            {"group": int(k) + 1, "n": int(m.sum()), "predicted": pred[m].mean(), "observed": obs}
-        )
-    calib = pd.DataFrame(rows)
-    fig_cal, ax = plt.subplots(figsize=(4.6, 4.4))
-    ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=0.8, label="ideal")
-    ax.plot(calib["predicted"], calib["observed"], "o-", label="Cox (quintiles)")
-    ax.set(
-        xlabel="predicted 24-month recurrence risk",
-        ylabel="observed (Kaplan–Meier)",
-        xlim=(0, 1),
-        ylim=(0, 1),
-        title="Calibration at 24 months (test set)",
-    )
-    ax.legend()
+    calib = calibration_table(yt, pred, HORIZON, n_groups=5)
+    ax = plot_calibration({"table": calib.to_dict("records")}, label="Cox (quintiles)")
+    ax.set_title("Calibration at 24 months (test set)")
+    fig_cal = ax.figure
+    metrics = boot.to_frame()
 
     coef = (
         cph.summary[["coef", "exp(coef)", "p"]]
@@ -175,6 +152,7 @@ def demo_stage(cohort, out_dir: Path, *, seed: int, progress) -> list[Section]:
         f"patients: test C-index <strong>{c:.3f}</strong> (95 % bootstrap CI {lo:.3f}–{hi:.3f}, "
         f"1,000 resamples, n={n}).{oracle_txt}</p>"
         + table_to_html(coef, caption="Cox coefficients (training set)")
+        + table_to_html(metrics, caption="Test-set metrics with 95 % bootstrap CIs (24 months)")
         + table_to_html(calib, caption="Calibration at 24 months by predicted-risk quintile")
         + figure_to_html(fig_cal, alt="Calibration of the clinical Cox model at 24 months")
     )

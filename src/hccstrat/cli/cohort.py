@@ -10,10 +10,10 @@ from pathlib import Path
 
 import typer
 
-__all__ = ["app", "synth"]
+__all__ = ["app", "import_", "synth"]
 
 app = typer.Typer(
-    help="Build cohorts: synthetic multi-centre cohorts with an oracle (synth).",
+    help="Build cohorts: synthetic cohorts with an oracle (synth), registry imports (import).",
     no_args_is_help=True,
 )
 
@@ -34,7 +34,7 @@ _REFERENCE = {
 
 @app.callback()
 def _group() -> None:
-    """Build cohorts: synthetic multi-centre cohorts with an oracle."""
+    """Build cohorts: synthetic multi-centre cohorts with an oracle, or registry imports."""
 
 
 def _console():
@@ -82,13 +82,21 @@ def synth(
         )
     console = _console()
     with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-        console=console, transient=True,
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
     ) as progress:
         task = progress.add_task(f"Generating {n} patients in {centres} centres", total=None)
         cohort = generate_cohort(
-            n, centres, seed=seed, image_signal=image_signal, start_date=start_date,
-            accrual_years=accrual_years, followup_years=followup_years,
+            n,
+            centres,
+            seed=seed,
+            image_signal=image_signal,
+            start_date=start_date,
+            accrual_years=accrual_years,
+            followup_years=followup_years,
             treatment=treatment,  # type: ignore[arg-type]
             western_centres=western_centres,
         )
@@ -103,3 +111,50 @@ def synth(
         table.add_row(key, shown, _REFERENCE.get(key, ""))
     console.print(table)
     typer.echo(str(out))
+
+
+@app.command("import")
+def import_(
+    source: Path = typer.Argument(
+        ..., help="Registry export: CSV, TSV or Excel, one row per patient."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", help="Canonical CSV to write (only if the file is valid)."
+    ),
+    mapping: Path | None = typer.Option(
+        None, "--mapping", help="YAML mapping: column renames, units, value maps, date formats."
+    ),
+    report: Path | None = typer.Option(
+        None, "--report", help="Also write every problem found as a CSV (row, column, value...)."
+    ),
+) -> None:
+    """Import a registry export into the canonical table; reject it whole on any problem."""
+    from rich.table import Table
+
+    from hccstrat.clinical.importer import import_table, write_canonical
+    from hccstrat.exceptions import DataValidationError
+    from hccstrat.io.atomic import atomic_write
+
+    console = _console()
+    try:
+        table = import_table(source, mapping)
+    except DataValidationError as err:
+        if report is not None:
+            with atomic_write(report, newline="") as fh:
+                err.report.to_frame().to_csv(fh, index=False)
+            console.print(f"problem list written to {report}")
+        raise
+    write_canonical(table, out)
+    summary = Table(title=f"Imported {len(table)} patients from {source.name}")
+    summary.add_column("group")
+    summary.add_column("columns present")
+    from hccstrat.schema import COLUMNS
+
+    groups: dict[str, list[str]] = {}
+    for c in COLUMNS:
+        if c.name in table.columns and table[c.name].notna().any():
+            groups.setdefault(c.group, []).append(c.name)
+    for group, cols in groups.items():
+        summary.add_row(group, ", ".join(cols))
+    console.print(summary)
+    console.print(f"[green]canonical table written:[/] {out}")
