@@ -1,0 +1,1 @@
+"""encoders layer of hccstrat."""

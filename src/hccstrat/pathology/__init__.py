@@ -1,0 +1,1 @@
+"""pathology layer of hccstrat."""

@@ -1,0 +1,298 @@
+"""Batch runner over many slides: tile → QC → embed, with a manifest and resume.
+
+Each slide is processed on its own: a failure (not a slide, truncated file, missing
+mpp, no tissue, smaller than one tile…) becomes a ``failed`` manifest row with the
+error code and message, and the batch goes on. A rerun skips slides whose output is
+present with the recorded checksum.
+
+Outputs under ``out_dir``: ``masks/<id>.png`` (tissue mask), ``coords/<id>.h5``
+(tile stage), ``qc/<id>.csv`` (tile QC, qc and embed stages), ``features/<id>.h5``
+(embed stage; QC-passed tiles only), and ``manifest_<stage>.csv``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hccstrat.exceptions import HccstratError
+from hccstrat.io.atomic import atomic_path, atomic_write, sha256_file
+from hccstrat.pathology.qc import TileQCConfig
+
+__all__ = ["STAGES", "SlideResult", "WsiJobConfig", "discover_slides", "process_slide", "run_batch"]
+
+log = logging.getLogger(__name__)
+STAGES = ("tile", "qc", "embed")
+
+
+@dataclass
+class WsiJobConfig:
+    """Settings of a tile/QC/embed batch.
+
+    Attributes
+    ----------
+    stage : str
+        ``tile``, ``qc`` or ``embed`` (each includes the previous ones).
+    target_mpp, patch_size, overlap, min_tissue : see :func:`grid_tiles`
+    mpp : float or None
+        Level-0 mpp for slides that store none (applied to every slide).
+    qc : TileQCConfig
+    encoder : str
+        Registered encoder name.
+    encoder_kwargs : dict
+        Arguments of the encoder factory (checkpoint, sha256, device…).
+    batch_size : int
+    workers : int
+        Reader threads.
+    """
+
+    stage: str = "embed"
+    target_mpp: float = 0.5
+    patch_size: int = 224
+    overlap: int = 0
+    min_tissue: float = 0.5
+    mpp: float | None = None
+    qc: TileQCConfig = field(default_factory=TileQCConfig)
+    encoder: str = "builtin"
+    encoder_kwargs: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 64
+    workers: int = 2
+
+
+@dataclass
+class SlideResult:
+    """What processing one slide produced (for demos and reports)."""
+
+    row: dict[str, Any]
+    tissue: Any = None
+    grid: Any = None
+    qc: pd.DataFrame | None = None
+
+
+def discover_slides(paths: Iterable[str | Path]) -> list[Path]:
+    """Files given directly, plus slide-like files found (non-recursively) in folders."""
+    from hccstrat.io.wsi import SLIDE_EXTENSIONS
+
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(
+                sorted(
+                    q
+                    for q in p.iterdir()
+                    if q.is_file()
+                    and q.name.lower().endswith(SLIDE_EXTENSIONS)
+                    and not q.name.endswith((".labels.png", ".artefacts.png"))
+                )
+            )
+        else:
+            out.append(p)
+    return out
+
+
+def _slide_ids(paths: list[Path]) -> list[str]:
+    ids, seen = [], set()
+    for p in paths:
+        sid = p.stem
+        if sid in seen:
+            sid = p.name.replace(".", "_")
+        seen.add(sid)
+        ids.append(sid)
+    return ids
+
+
+def _save_mask(path: Path, mask: np.ndarray) -> None:
+    from PIL import Image
+
+    with atomic_path(path) as tmp:
+        Image.fromarray((mask * 255).astype(np.uint8)).save(tmp, format="PNG")
+
+
+def process_slide(
+    path: str | Path,
+    out_dir: str | Path,
+    cfg: WsiJobConfig,
+    *,
+    slide_id: str | None = None,
+    encoder=None,
+) -> SlideResult:
+    """Run the configured stage on one slide; raises hccstrat errors on bad input."""
+    import h5py
+
+    from hccstrat.io.store import write_features
+    from hccstrat.io.wsi import open_slide
+    from hccstrat.pathology.qc import tile_qc
+    from hccstrat.pathology.tiling import grid_tiles, iter_tile_batches
+    from hccstrat.pathology.tissue import detect_tissue
+
+    t0 = time.perf_counter()
+    path, out_dir = Path(path), Path(out_dir)
+    sid = slide_id or path.stem
+    with open_slide(path, mpp=cfg.mpp) as reader:
+        row: dict[str, Any] = {**reader.info()}
+        tissue = detect_tissue(reader)
+        _save_mask(out_dir / "masks" / f"{sid}.png", tissue.mask)
+        grid = grid_tiles(
+            reader,
+            tissue,
+            target_mpp=cfg.target_mpp,
+            patch_size=cfg.patch_size,
+            overlap=cfg.overlap,
+            min_tissue=cfg.min_tissue,
+        )
+        row.update(
+            mpp=grid.mpp,
+            tissue_fraction=tissue.tissue_fraction,
+            n_tiles=len(grid),
+            read_level=grid.read_level,
+        )
+        slide_sha = sha256_file(path) if path.is_file() else None
+        attrs = {**grid.attrs(), "slide_sha256": slide_sha, "slide_id": sid}
+        if cfg.stage == "tile":
+            out = out_dir / "coords" / f"{sid}.h5"
+            with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+                c = f.create_dataset("coords", data=grid.coords)
+                f.create_dataset("tissue_fraction", data=grid.tissue_fraction)
+                for k, v in attrs.items():
+                    if v is not None:
+                        c.attrs[k] = v
+                        f.attrs[k] = v
+            row.update(
+                output_path=str(out), sha256=sha256_file(out), seconds=time.perf_counter() - t0
+            )
+            return SlideResult(row, tissue, grid)
+        qcs, feats, idxs = [], [], []
+        for tiles, idx in iter_tile_batches(
+            reader, grid, batch_size=cfg.batch_size, workers=cfg.workers
+        ):
+            q = tile_qc(tiles, cfg.qc)
+            q.index = idx
+            qcs.append(q)
+            if encoder is not None:
+                ok = q["qc_pass"].to_numpy()
+                if ok.any():
+                    feats.append(encoder.encode(tiles[ok], mpp=cfg.target_mpp))
+                    idxs.append(idx[ok])
+        qc = pd.concat(qcs).sort_index()
+        qc.insert(0, "x", grid.coords[qc.index, 0])
+        qc.insert(1, "y", grid.coords[qc.index, 1])
+        qc_path = out_dir / "qc" / f"{sid}.csv"
+        with atomic_write(qc_path) as fh:
+            qc.to_csv(fh, index_label="tile")
+        n_pass = int(qc["qc_pass"].sum())
+        row.update(
+            n_tiles_pass=n_pass,
+            blurred_frac=float(qc["is_blurred"].mean()),
+            pen_frac=float(qc["has_pen"].mean()),
+        )
+        if encoder is None:
+            row.update(output_path=str(qc_path), sha256=sha256_file(qc_path))
+        else:
+            if n_pass == 0:
+                from hccstrat.io.wsi import NoTissueError
+
+                raise NoTissueError(
+                    f"all {len(grid)} tiles of {path.name} failed QC",
+                    hint="see qc/<slide>.csv for the reasons; relax the QC "
+                    "thresholds if they are too strict for this scanner",
+                )
+            idx = np.concatenate(idxs)
+            out = out_dir / "features" / f"{sid}.h5"
+            digest = write_features(
+                out,
+                np.concatenate(feats),
+                grid.coords[idx],
+                **attrs,
+                encoder=encoder.name,
+                encoder_sha256=encoder.sha256,
+            )
+            row.update(output_path=str(out), sha256=digest, feature_dim=int(encoder.dim))
+        row["seconds"] = time.perf_counter() - t0
+        row["tiles_per_s"] = len(grid) / max(row["seconds"], 1e-9)
+        return SlideResult(row, tissue, grid, qc)
+
+
+def run_batch(
+    inputs: Iterable[str | Path],
+    out_dir: str | Path,
+    cfg: WsiJobConfig | None = None,
+    *,
+    resume: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> pd.DataFrame:
+    """Process many slides; one manifest row each; failures never stop the batch.
+
+    Parameters
+    ----------
+    inputs : iterable of path-like
+        Slide files and/or folders.
+    out_dir : path-like
+    cfg : WsiJobConfig, optional
+    resume : bool
+        Skip slides already done (output present with the recorded checksum).
+    progress : callable, optional
+        Called with a short description after each slide.
+
+    Returns
+    -------
+    DataFrame
+        The manifest.
+    """
+    from hccstrat.encoders.registry import create_encoder
+    from hccstrat.io.store import Manifest
+
+    cfg = cfg or WsiJobConfig()
+    if cfg.stage not in STAGES:
+        from hccstrat.exceptions import ConfigError
+
+        raise ConfigError(f"unknown stage {cfg.stage!r}", hint=f"use one of {STAGES}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = Manifest(out_dir / f"manifest_{cfg.stage}.csv")
+    encoder = create_encoder(cfg.encoder, **cfg.encoder_kwargs) if cfg.stage == "embed" else None
+    paths = discover_slides(inputs)
+    for p, sid in zip(paths, _slide_ids(paths), strict=True):
+        if resume and manifest.done(sid):
+            manifest.record(sid, status="skipped", error_message="done before (resumed)")
+            if progress:
+                progress(f"{sid}: skipped (done)")
+            continue
+        try:
+            res = process_slide(p, out_dir, cfg, slide_id=sid, encoder=encoder)
+            manifest.record(
+                sid, input_path=str(p), status="ok", error_code=None, error_message=None, **res.row
+            )
+            msg = f"{sid}: ok ({res.row.get('n_tiles', 0)} tiles)"
+        except HccstratError as err:
+            manifest.record(
+                sid,
+                input_path=str(p),
+                status="failed",
+                error_code=err.code,
+                error_message=str(err),
+                output_path=None,
+                sha256=None,
+            )
+            msg = f"{sid}: failed [{err.code}]"
+        except Exception as ex:  # unexpected: record it, keep the batch going
+            log.exception("unexpected error on %s", p)
+            manifest.record(
+                sid,
+                input_path=str(p),
+                status="failed",
+                error_code="HCC-WSI-999",
+                error_message=f"internal error: {type(ex).__name__}: {ex}",
+                output_path=None,
+                sha256=None,
+            )
+            msg = f"{sid}: failed (internal error)"
+        if progress:
+            progress(msg)
+    return manifest.to_frame()

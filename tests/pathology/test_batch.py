@@ -1,0 +1,135 @@
+"""End-to-end batch: every fixture slide and every kind of bad input gets a manifest row."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hccstrat.io.store import read_features
+from hccstrat.pathology.batch import WsiJobConfig, run_batch
+from hccstrat.synthetic.wsi import default_latent, write_slide
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory, synth_slide):
+    d = tmp_path_factory.mktemp("bad")
+    (d / "truncated.tiff").write_bytes(synth_slide.path.read_bytes()[:200_000])
+    (d / "notes.svs").write_text("this is not a slide")
+    write_slide(d / "nompp.tiff", default_latent(), size=(512, 512), seed=1, write_mpp=False)
+    write_slide(d / "tiny.tiff", default_latent(), size=(96, 96), seed=1)
+    import tifffile
+
+    tifffile.imwrite(
+        d / "blank.tiff",
+        np.full((1024, 1024, 3), 244, np.uint8),
+        tile=(256, 256),
+        resolution=(2e4, 2e4),
+        resolutionunit="CENTIMETER",
+    )
+    return d
+
+
+@pytest.mark.slow
+def test_every_fixture_and_bad_input_gets_a_row(fixtures_dir, bad_inputs, synth_slide, tmp_path):
+    inputs = [fixtures_dir / "wsi", bad_inputs, synth_slide.path]
+    seen = []
+    df = run_batch(inputs, tmp_path, WsiJobConfig(stage="embed"), progress=seen.append)
+    n_fixture = len([p for p in (fixtures_dir / "wsi").iterdir() if p.is_file()])
+    assert len(df) == n_fixture + 5 + 1 == len(seen)
+    by = df.set_index("slide_id")
+    assert by.loc["CMU-1-Small-Region", "status"] == "ok"
+    assert by.loc["slide", "status"] == "ok"
+    expect = {
+        "truncated": "HCC-WSI-005",
+        "notes": "HCC-WSI-001",
+        "nompp": "HCC-WSI-002",
+        "tiny": "HCC-WSI-003",
+        "blank": "HCC-WSI-004",
+        "small_dicom": "HCC-WSI-002",
+        "tcga-red-pen": "HCC-WSI-002",
+    }
+    for sid, code in expect.items():
+        assert by.loc[sid, "status"] == "failed", sid
+        assert by.loc[sid, "error_code"] == code, (sid, by.loc[sid, "error_message"])
+    assert "--mpp" in by.loc["nompp", "error_message"]
+    assert by.loc["sm_image", "status"] == "failed"  # 50 px: smaller than one tile
+    f = read_features(by.loc["slide", "output_path"])
+    assert f.features.shape[0] == f.coords.shape[0] > 0 and f.features.dtype == np.float32
+    assert f.attrs["encoder"] == "builtin" and f.attrs["patch_size"] == 224
+    assert f.attrs["slide_sha256"] and f.attrs["mpp"] == pytest.approx(0.5)
+    m = pd.read_csv(tmp_path / "manifest_embed.csv")
+    assert {"status", "error_code", "error_message", "output_path", "sha256"} <= set(m.columns)
+
+
+def test_resume_and_mpp_override(fixtures_dir, tmp_path, synth_slide):
+    png = fixtures_dir / "wsi" / "tiatoolbox_target_image.png"
+    cfg = WsiJobConfig(stage="tile", mpp=0.25, patch_size=128)
+    df = run_batch([png, synth_slide.path], tmp_path, cfg)
+    assert (df["status"] == "ok").all(), df["error_message"].tolist()
+    again = run_batch([png, synth_slide.path], tmp_path, cfg)
+    assert (again["status"] == "skipped").all()
+    (tmp_path / "coords" / "slide.h5").write_bytes(b"corrupted")  # checksum no longer matches
+    third = run_batch([png, synth_slide.path], tmp_path, cfg).set_index("slide_id")
+    assert third.loc["slide", "status"] == "ok"
+
+
+def test_tiles_cover_tissue_and_respect_truth(synth_slide):
+    from hccstrat.io.wsi import open_slide
+    from hccstrat.pathology.tiling import grid_tiles, iter_tile_batches
+    from hccstrat.pathology.tissue import detect_tissue
+    from hccstrat.synthetic.wsi import read_truth
+
+    labels, truth = read_truth(synth_slide.path)
+    with open_slide(synth_slide.path) as s:
+        tm = detect_tissue(s)
+        g = grid_tiles(s, tm, target_mpp=1.0, patch_size=112)
+        assert g.patch_size_level0 == 224 and g.read_level == 0
+        ds = truth["downsample"]
+        cx = (g.coords[:, 0] + 112) // ds
+        cy = (g.coords[:, 1] + 112) // ds
+        assert (labels[cy, cx] > 0).mean() > 0.9  # tile centres fall on tissue/pen, not glass
+        n = 0
+        for tiles, idx in iter_tile_batches(s, g, batch_size=16):
+            assert tiles.shape[1:] == (112, 112, 3)
+            ref = s.read_region(tuple(g.coords[idx[0]]), 0, (224, 224))[::2, ::2]
+            assert np.abs(tiles[0].astype(int) - ref).mean() < 12
+            n += len(idx)
+        assert n == len(g)
+
+
+def test_cli_tile_and_synth(tmp_path, synth_slide):
+    from typer.testing import CliRunner
+
+    from hccstrat.cli.wsi import app
+
+    r = CliRunner().invoke(
+        app, ["synth", "--out", str(tmp_path / "s"), "--n", "1", "--size", "768"]
+    )
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(
+        app, ["tile", str(tmp_path / "s"), "--out", str(tmp_path / "o"), "--tile-size", "128"]
+    )
+    assert r.exit_code == 0, r.output
+    m = pd.read_csv(tmp_path / "o" / "manifest_tile.csv")
+    assert m["status"].tolist() == ["ok"]
+
+
+@pytest.mark.slow
+def test_demo_stage_with_centre_shifts(tmp_path):
+    import types
+
+    from hccstrat.cli.wsi import demo_stage
+
+    lat = pd.DataFrame([default_latent(patient_id=f"P{i}") for i in range(2)])
+    cohort = types.SimpleNamespace(
+        latent=lat,
+        clinical=pd.DataFrame({"patient_id": lat["patient_id"], "centre": ["A", "B"]}),
+        oracle=None,
+        centres=pd.DataFrame({"centre": ["A", "B"], "h_scale": [1.0, 1.4]}),
+    )
+    steps = []
+    sections = demo_stage(cohort, tmp_path, seed=0, progress=steps.append)
+    assert sections[0].numbers["ok"] == 2 and sections[0].numbers["tiles"] > 100
+    assert "<img" in sections[0].body and len(steps) >= 3
+    assert len(list((tmp_path / "wsi" / "features").glob("*.h5"))) == 2
