@@ -30,6 +30,7 @@ _GROUPS: list[tuple[str, str]] = [
     ("hccstrat.cli.cohort", "cohort"),
     ("hccstrat.cli.trial", "trial"),
     ("hccstrat.cli.wsi", "wsi"),
+    ("hccstrat.cli.mri", "mri"),
 ]
 #: modules that register top-level commands on :data:`app`
 _COMMANDS: list[str] = ["hccstrat.cli.scores", "hccstrat.cli.validate", "hccstrat.cli.demo"]

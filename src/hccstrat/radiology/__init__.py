@@ -1,0 +1,1 @@
+"""radiology layer of hccstrat."""

@@ -1,0 +1,53 @@
+"""`hccstrat mri` commands over a folder with good and bad studies; manifest and resume."""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+from pydicom.data import get_testdata_file
+from typer.testing import CliRunner
+
+from hccstrat.cli.mri import app
+
+
+def test_cli_end_to_end_with_failures_and_resume(tmp_path, mri_root, small):
+    from hccstrat.synthetic.mri import default_latent, write_study
+
+    root, _ = mri_root
+    data = tmp_path / "data"
+    shutil.copytree(root / "GE", data / "A_GE")
+    (data / "B_CT").mkdir()
+    shutil.copy(get_testdata_file("CT_small.dcm"), data / "B_CT" / "ct.dcm")
+    (data / "C_junk").mkdir()
+    (data / "C_junk" / "x.dcm").write_bytes(b"garbage")
+    write_study(data / "D_single", default_latent(False), vendor="UIH", patient_id="D",
+                seed=2, phases=("portal",), localiser=False, write_dicom_seg=False, **small)
+    out = tmp_path / "out"
+    runner = CliRunner()
+    res = runner.invoke(app, ["ingest", str(data), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    man = pd.read_csv(out / "manifest_ingest.csv").set_index("item")
+    assert man.loc["A_GE", "status"] == "ok"
+    assert man.loc["B_CT", "error_code"] == "HCC-MRI-003"
+    assert man.loc["C_junk", "error_code"] == "HCC-MRI-002"
+    assert "not a DICOM file" in man.loc["C_junk", "error_message"]
+    series = pd.read_csv(out / "A_GE" / "ingest" / "series.csv")
+    assert set(series["phase"].dropna()) == {"pre", "arterial", "portal", "delayed"}
+
+    res = runner.invoke(app, ["qc", str(data), "--out", str(out),
+                              "--reference-date", "2024-01-20"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["preprocess", str(data), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    man = pd.read_csv(out / "manifest_preprocess.csv").set_index("item")
+    assert man.loc["A_GE", "status"] == "ok"
+    assert man.loc["D_single", "error_code"] == "HCC-MRI-005"
+    assert man.loc["B_CT", "status"] == "failed"
+    # resume: the ok study is skipped, failures are retried
+    res = runner.invoke(app, ["preprocess", str(data), "--out", str(out)])
+    assert "A_GE already done" in res.output
+    res = runner.invoke(app, ["features", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    feats = pd.read_csv(out / "features.csv", index_col=0)
+    assert list(feats.index) == ["A_GE"] and feats.loc["A_GE", "shape_volume_ml"] > 1
