@@ -1,0 +1,167 @@
+"""``hccstrat serve``, ``hccstrat users ...`` and ``hccstrat audit verify``.
+
+Wiring: call :func:`register` on the root Typer app (adds the top-level ``serve``
+command and the ``users`` and ``audit`` groups). :data:`app` bundles the same
+commands for stand-alone use and tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+__all__ = ["app", "audit_app", "register", "serve", "users_app"]
+
+users_app = typer.Typer(help="Accounts and centres of the registry.", no_args_is_help=True)
+audit_app = typer.Typer(help="Audit trail of the registry.", no_args_is_help=True)
+
+_DATA = typer.Option(Path("hccstrat-data"), "--data-dir", help="Folder of the registry data.")
+_DB = typer.Option(None, "--db", help="Database URL (default: SQLite in --data-dir).")
+
+
+def _session(data_dir: Path, db: str | None):
+    from hccstrat.storage import default_url, make_engine, make_sessionmaker, migrate
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(db or default_url(data_dir))
+    migrate(engine)
+    return engine, make_sessionmaker(engine)
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (loopback by default)."),
+    port: int = typer.Option(8000, help="TCP port."),
+    data_dir: Path = _DATA,
+    db: str = _DB,
+    scorer: list[str] = typer.Option(
+        [], "--scorer", help="KIND=package.module:factory, e.g. PRE=mypkg.pre:make (repeatable)."
+    ),
+    token_ttl: int = typer.Option(30, help="Bearer token lifetime in minutes."),
+    secure_cookies: bool = typer.Option(False, help="Mark cookies Secure (behind HTTPS)."),
+) -> None:
+    """Start the registry web service (API under /api, pages at /, docs at /docs)."""
+    import logging
+
+    import uvicorn
+
+    from hccstrat.exceptions import ConfigError
+    from hccstrat.service import ServiceSettings, create_app
+    from hccstrat.service.scoring import load_scorer
+
+    scorers = {}
+    for spec in scorer:
+        kind, _, target = spec.partition("=")
+        if kind not in ("PRE", "POST") or not target:
+            raise ConfigError(f"--scorer {spec!r} is not KIND=module:factory",
+                              hint="KIND is PRE or POST")
+        scorers[kind] = load_scorer(target)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        logging.getLogger(__name__).warning(
+            "listening on %s: put the service behind HTTPS and use --secure-cookies", host)
+    settings = ServiceSettings(data_dir=data_dir, db_url=db, scorers=scorers,
+                               token_ttl_minutes=token_ttl, secure_cookies=secure_cookies)
+    typer.echo(f"hccstrat registry on http://{host}:{port}/ (data in {data_dir})")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning",
+                access_log=False)  # uvicorn's access log prints full paths: keep it off
+
+
+def _create_user(data_dir, db, username, password, role, centre) -> None:
+    from hccstrat.service.routers.admin import create_user
+    from hccstrat.service.schemas import UserIn
+    from hccstrat.service.security import make_hasher
+    from hccstrat.storage.repositories import Scope
+
+    engine, Session = _session(data_dir, db)
+    try:
+        with Session() as s:
+            create_user(s, make_hasher(), Scope(actor="cli"),
+                        UserIn(username=username, password=password, role=role, centre=centre))
+            s.commit()
+    finally:
+        engine.dispose()
+    typer.echo(f"created {role} account {username!r}" + (f" of centre {centre}" if centre else ""))
+
+
+@users_app.command("create-admin")
+def create_admin(
+    username: str = typer.Option("admin", help="Account name."),
+    password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True,
+                                 help="At least 10 characters."),
+    data_dir: Path = _DATA,
+    db: str = _DB,
+) -> None:
+    """Create the first administrator (sees every centre)."""
+    _create_user(data_dir, db, username, password, "admin", None)
+
+
+@users_app.command("create")
+def create(
+    username: str = typer.Option(..., help="Account name."),
+    role: str = typer.Option(..., help="admin, investigator, radiologist, pathologist, "
+                                       "data_manager, statistician or monitor."),
+    centre: str = typer.Option(None, help="Centre code (omit: all centres)."),
+    password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True),
+    data_dir: Path = _DATA,
+    db: str = _DB,
+) -> None:
+    """Create an account."""
+    from pydantic import ValidationError
+
+    from hccstrat.exceptions import ConfigError
+
+    try:
+        _create_user(data_dir, db, username, password, role, centre)
+    except ValidationError as err:
+        raise ConfigError(f"invalid account: {err.errors()[0]['msg']}",
+                          hint="check the role name and the password length") from err
+
+
+@users_app.command("add-centre")
+def add_centre(
+    code: str = typer.Argument(..., help="Short centre code, e.g. GZ1."),
+    name: str = typer.Argument(..., help="Full name."),
+    data_dir: Path = _DATA,
+    db: str = _DB,
+) -> None:
+    """Register a centre."""
+    from hccstrat.storage.models import Centre
+    from hccstrat.storage.repositories import Scope, audited_add
+
+    engine, Session = _session(data_dir, db)
+    try:
+        with Session() as s:
+            audited_add(s, Scope(actor="cli"), Centre(code=code, name=name), entity="centre",
+                        centre_id=None)
+            s.commit()
+    finally:
+        engine.dispose()
+    typer.echo(f"centre {code} added")
+
+
+@audit_app.command("verify")
+def verify(data_dir: Path = _DATA, db: str = _DB) -> None:
+    """Recompute the audit hash chain; exit code 9 when it is broken."""
+    from hccstrat.storage import verify_chain
+
+    engine, Session = _session(data_dir, db)
+    try:
+        with Session() as s:
+            res = verify_chain(s)
+    finally:
+        engine.dispose()
+    typer.echo(res.summary())
+    if not res.ok:
+        raise typer.Exit(code=9)
+
+
+def register(root: typer.Typer) -> None:
+    """Add ``serve``, ``users`` and ``audit`` to the root CLI app."""
+    root.command("serve")(serve)
+    root.add_typer(users_app, name="users")
+    root.add_typer(audit_app, name="audit")
+
+
+#: stand-alone app with the same commands (tests, ``python -m``)
+app = typer.Typer(help="Registry service commands.", no_args_is_help=True)
+register(app)

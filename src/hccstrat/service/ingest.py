@@ -1,0 +1,161 @@
+"""Job handlers: DICOM zip and slide ingest (de-identified), background scoring.
+
+Uploads wait in ``<data_dir>/quarantine`` (they may hold PHI) until their job has
+de-identified them into ``<data_dir>/studies`` or ``<data_dir>/slides``; the
+quarantined file is then deleted. The original-id -> pseudonym links go to
+``<data_dir>/pseudonyms/pseudonyms.sqlite``, a file apart from the registry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from hccstrat.exceptions import InputFileError
+from hccstrat.io.atomic import atomic_path, sha256_file
+from hccstrat.storage import repositories as repo
+from hccstrat.storage.models import ImagingStudy, Job, Patient, Slide
+
+__all__ = ["ingest_dicom_job", "ingest_wsi_job", "pseudonym_table", "score_job"]
+
+log = logging.getLogger(__name__)
+
+_MAX_MEMBERS = 50_000
+
+
+def pseudonym_table(data_dir: Path):
+    """The pseudonym table of a data folder (kept out of the registry database)."""
+    from hccstrat.interop.deid import PseudonymTable
+
+    return PseudonymTable(Path(data_dir) / "pseudonyms" / "pseudonyms.sqlite")
+
+
+def _job_context(worker, job: Job) -> tuple[Patient, repo.Scope]:
+    with worker.sessionmaker() as s:
+        patient = s.get(Patient, job.patient_id)
+        actor = job.params.get("actor", "system")
+        return patient, repo.Scope(actor=f"{actor} (job {job.id})", user_id=job.created_by)
+
+
+def ingest_dicom_job(worker, job: Job, progress) -> dict[str, Any]:
+    """De-identify every DICOM file of an uploaded zip and register the studies."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    from hccstrat.interop.deid import (
+        UIDRemapper,
+        date_offset_days,
+        deidentify_dataset,
+        is_slide_label,
+    )
+
+    settings = worker.settings
+    src = Path(job.params["path"])
+    patient, scope = _job_context(worker, job)
+    uid_map = UIDRemapper(worker.secret)
+    shift = date_offset_days(worker.secret, patient.pseudo_id)
+    table = pseudonym_table(settings.data_dir)
+    studies: dict[str, dict[str, Any]] = {}
+    skipped = labels = 0
+    try:
+        zf = zipfile.ZipFile(src)
+    except (zipfile.BadZipFile, OSError) as err:
+        raise InputFileError("upload is not a valid zip file",
+                             hint="zip the DICOM folder and upload the .zip") from err
+    with zf:
+        members = [m for m in zf.infolist() if not m.is_dir()]
+        total = sum(m.file_size for m in members)
+        if len(members) > _MAX_MEMBERS or total > settings.max_unzipped_bytes:
+            raise InputFileError(
+                f"zip holds {len(members)} files, {total} bytes uncompressed: over the limit",
+                hint="split the upload by study")
+        for i, m in enumerate(members):
+            try:
+                ds = pydicom.dcmread(io.BytesIO(zf.read(m)), force=False)
+            except (InvalidDicomError, EOFError, ValueError, TypeError):
+                skipped += 1
+                continue
+            if "SOPInstanceUID" not in ds:
+                skipped += 1
+                continue
+            if is_slide_label(ds):
+                labels += 1
+                continue
+            original_id = str(ds.get("PatientID", ""))
+            if original_id:
+                issuer = str(ds.get("IssuerOfPatientID", "") or "dicom")
+                table.link(issuer, original_id, patient.pseudo_id)
+            res = deidentify_dataset(ds, pseudo_id=patient.pseudo_id, uid_map=uid_map,
+                                     date_shift_days=shift)
+            study_uid = str(ds.StudyInstanceUID)
+            folder = settings.data_dir / "studies" / patient.pseudo_id / study_uid
+            rel = Path(str(ds.get("SeriesInstanceUID", "series"))) / f"{ds.SOPInstanceUID}.dcm"
+            with atomic_path(folder / rel) as tmp:
+                ds.save_as(tmp, enforce_file_format=True)
+            st = studies.setdefault(study_uid, {
+                "folder": folder, "files": [], "burned": False, "series": {},
+                "modality": str(ds.get("Modality", ""))})
+            st["files"].append((str(rel), sha256_file(folder / rel)))
+            st["burned"] |= res.burned_in_flag
+            desc = str(ds.get("SeriesDescription", ""))
+            st["series"].setdefault(str(ds.get("SeriesInstanceUID", "")), desc)
+            if i % 10 == 0:
+                progress(0.95 * (i + 1) / max(len(members), 1), f"{i + 1}/{len(members)} files")
+    if not studies:
+        raise InputFileError(f"no DICOM file found in the upload ({skipped} other files)",
+                             hint="upload a zip of DICOM files")
+    out = []
+    with worker.sessionmaker() as s:
+        for study_uid, st in studies.items():
+            digest = hashlib.sha256()
+            for rel, h in sorted(st["files"]):
+                digest.update(f"{rel}:{h}\n".encode())
+            row = ImagingStudy(patient_id=patient.id, modality=st["modality"] or "MR",
+                               study_uid=study_uid, path=str(st["folder"]),
+                               sha256=digest.hexdigest(), n_files=len(st["files"]),
+                               burned_in_flag=st["burned"],
+                               info={"series": st["series"], "skipped_files": skipped,
+                                     "labels_removed": labels})
+            repo.audited_add(s, scope, row, entity="imaging_study", centre_id=patient.centre_id)
+            out.append({"study_id": row.id, "n_files": row.n_files,
+                        "burned_in_flag": row.burned_in_flag})
+        s.commit()
+    src.unlink(missing_ok=True)
+    return {"studies": out, "skipped_files": skipped, "labels_removed": labels}
+
+
+def ingest_wsi_job(worker, job: Job, progress) -> dict[str, Any]:
+    """Scrub an uploaded slide (label/macro removed) and register it."""
+    from hccstrat.interop.deid import scrub_wsi
+
+    src = Path(job.params["path"])
+    patient, scope = _job_context(worker, job)
+    progress(0.1, "scrubbing")
+    tmp_dst = worker.settings.data_dir / "slides" / patient.pseudo_id / f"job{job.id}.tiff"
+    res = scrub_wsi(src, tmp_dst)
+    checksum = sha256_file(tmp_dst)
+    dst = tmp_dst.with_name(f"{checksum[:16]}.tiff")
+    tmp_dst.replace(dst)
+    with worker.sessionmaker() as s:
+        row = Slide(patient_id=patient.id, path=str(dst), sha256=checksum, mpp=res.mpp,
+                    info={"removed": res.removed_pages, "width": res.width, "height": res.height})
+        repo.audited_add(s, scope, row, entity="slide", centre_id=patient.centre_id)
+        s.commit()
+    src.unlink(missing_ok=True)
+    return {"slide_id": row.id, "removed": res.removed_pages, "mpp": res.mpp}
+
+
+def score_job(worker, job: Job, progress) -> dict[str, Any]:
+    """Compute a prediction in the background."""
+    from hccstrat.service.predict import run_prediction
+
+    patient, scope = _job_context(worker, job)
+    with worker.sessionmaker() as s:
+        patient = s.get(Patient, patient.id)
+        pred = run_prediction(s, worker.settings.scorers, scope, patient, job.params["kind"])
+        s.commit()
+        return {"prediction_id": pred.id, "score": pred.score}

@@ -1,0 +1,22 @@
+"""One router per resource."""
+
+from __future__ import annotations
+
+from hccstrat.service.routers import (
+    admin,
+    audit,
+    auth,
+    jobs,
+    patients,
+    predictions,
+    reports,
+    trial,
+    ui,
+    uploads,
+)
+
+__all__ = ["ROUTERS"]
+
+#: routers included by :func:`hccstrat.service.create_app`, in order
+ROUTERS = [auth.router, admin.router, patients.router, uploads.router, jobs.router,
+           predictions.router, trial.router, reports.router, audit.router, ui.router]

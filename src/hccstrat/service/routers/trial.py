@@ -1,0 +1,256 @@
+"""Trial endpoints: screening, enrolment, allocation, visits, adverse events.
+
+Eligibility comes from :mod:`hccstrat.trial.eligibility` (imported when used);
+allocation by the PRE rule uses the patient's latest stored PRE prediction, and
+randomisation uses concealed permuted blocks (keyed by the server secret) whose
+position is the count of earlier randomisations in the stratum, taken under the
+registry's write lock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from hccstrat.service.deps import DB, Allowed
+from hccstrat.service.schemas import AdverseEventIn, AllocateIn, EnrolIn, ScreenIn, VisitIn
+from hccstrat.service.security import Principal
+from hccstrat.storage import repositories as repo
+from hccstrat.storage.audit import append_event
+from hccstrat.storage.models import (
+    AdverseEvent,
+    Allocation,
+    Enrolment,
+    Patient,
+    Prediction,
+    Visit,
+)
+
+__all__ = ["TRIALS", "router", "trial_summary"]
+
+router = APIRouter(prefix="/api/trial", tags=["trial"])
+_READ = Allowed("trial:read")
+_WRITE = Allowed("trial:write")
+_EID = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+#: trial id -> rule set and arms
+TRIALS: dict[str, dict[str, Any]] = {
+    "NCT07282184": {"ruleset": "nct07282184", "threshold": 0.5,
+                    "pre_arms": ("neoadjuvant_HAIC_LEN_PD1", "upfront_resection"),
+                    "random_arms": ("neoadjuvant_HAIC_LEN_PD1", "upfront_resection")},
+    "NCT07417800": {"ruleset": "nct07417800", "threshold": 0.5, "pre_arms": None,
+                    "random_arms": ("model_assisted", "standard_care")},
+}
+_BLOCK = 4
+
+
+def _trial(trial: str) -> dict[str, Any]:
+    if trial not in TRIALS:
+        raise repo.RecordNotFoundError(f"trial {trial!r} unknown",
+                                       hint="one of " + ", ".join(TRIALS))
+    return TRIALS[trial]
+
+
+def _enrolment(session: Session, p: Principal, enrolment_id: int) -> Enrolment:
+    e = session.get(Enrolment, enrolment_id)
+    if e is None or not p.scope.allows(e.patient.centre_id):
+        raise repo.RecordNotFoundError(f"enrolment {enrolment_id} not found",
+                                       hint="check the id and your centre")
+    return e
+
+
+def _out(session: Session, e: Enrolment) -> dict[str, Any]:
+    alloc = session.scalar(select(Allocation).where(Allocation.enrolment_id == e.id))
+    return {"id": e.id, "trial": e.trial, "patient_id": e.patient.pseudo_id, "status": e.status,
+            "eligible": e.eligible, "reasons": e.reasons, "consent": e.consent,
+            "arm": alloc.arm if alloc else None, "method": alloc.method if alloc else None}
+
+
+def _audit(session, p: Principal, action: str, entity: str, eid, centre_id, before, after):
+    append_event(session, actor=p.username, action=action, entity=entity, entity_id=eid,
+                 centre_id=centre_id, before=before, after=after)
+
+
+@router.post("/{trial}/screen", status_code=201, summary="Screen a patient for a trial")
+def screen(trial: str, body: ScreenIn, session: DB, p: _WRITE):
+    import pandas as pd
+
+    from hccstrat.trial.eligibility import evaluate
+
+    cfg = _trial(trial)
+    patient = repo.get_patient(session, p.scope, body.patient_id)
+    rec = repo.latest_clinical(session, patient)
+    row = {**(rec.data if rec else {}), **body.answers, "patient_id": patient.pseudo_id}
+    result = evaluate(pd.DataFrame([row]), cfg["ruleset"], as_of=body.as_of)
+    pr = result.patients.iloc[0]
+    status = str(pr["status"])
+    reasons = [r for r in str(pr.get("reasons", "") or "").split("\n") if r] or []
+    e = session.scalar(select(Enrolment).where(Enrolment.patient_id == patient.id,
+                                               Enrolment.trial == trial))
+    before = repo.snapshot(e) if e else None
+    if e is None:
+        e = Enrolment(patient_id=patient.id, trial=trial)
+        session.add(e)
+    elif e.status not in ("screened",):
+        raise repo.ConflictError(f"patient already {e.status} in {trial}",
+                                 hint="screening is only repeated before enrolment")
+    e.eligible = {"eligible": True, "ineligible": False}.get(status)
+    e.reasons = reasons
+    e.status = "screened"
+    session.flush()
+    _audit(session, p, "screen", "enrolment", e.id, patient.centre_id, before,
+           repo.snapshot(e))
+    session.commit()
+    return {**_out(session, e), "eligibility": status}
+
+
+@router.post("/enrolments/{enrolment_id}/enrol", summary="Enrol an eligible, consenting patient")
+def enrol(enrolment_id: _EID, body: EnrolIn, session: DB, p: _WRITE):
+    e = _enrolment(session, p, enrolment_id)
+    if e.status != "screened" or e.eligible is not True or not body.consent:
+        raise repo.ConflictError(
+            f"cannot enrol: status {e.status}, eligible {e.eligible}, consent {body.consent}",
+            hint="only screened, eligible patients who consented can be enrolled")
+    before = repo.snapshot(e)
+    e.consent, e.status, e.enrolled_at = True, "enrolled", dt.datetime.now(dt.UTC)
+    session.flush()
+    _audit(session, p, "enrol", "enrolment", e.id, e.patient.centre_id, before, repo.snapshot(e))
+    session.commit()
+    return _out(session, e)
+
+
+def _random_arm(secret: bytes, trial: str, stratum: str, seq: int, arms: tuple[str, ...]) -> str:
+    block, pos = divmod(seq, _BLOCK)
+    key = hmac.new(secret, f"{trial}|{stratum}|{block}".encode(), hashlib.sha256).digest()
+    labels = [arms[i % len(arms)] for i in range(_BLOCK)]
+    order = sorted(range(_BLOCK), key=lambda i: hashlib.sha256(key + bytes([i])).digest())
+    return labels[order[pos]]
+
+
+@router.post("/enrolments/{enrolment_id}/allocate", status_code=201,
+             summary="Assign an arm (PRE rule or concealed block randomisation)")
+def allocate(enrolment_id: _EID, body: AllocateIn, request: Request, session: DB, p: _WRITE):
+    e = _enrolment(session, p, enrolment_id)
+    cfg = _trial(e.trial)
+    # take the write lock first so the sequence count below cannot race
+    session.execute(text("UPDATE audit_head SET seq = seq WHERE id = 1"))
+    if e.status != "enrolled":
+        raise repo.ConflictError(f"enrolment is {e.status}", hint="enrol the patient first")
+    if session.scalar(select(Allocation.id).where(Allocation.enrolment_id == e.id)):
+        raise repo.ConflictError("an arm is already allocated", hint="allocation is final")
+    score = seq = None
+    if body.method == "pre_rule":
+        if not cfg["pre_arms"]:
+            raise repo.ConflictError(f"{e.trial} does not allocate by the PRE rule",
+                                     hint="use method 'randomised'")
+        pred = session.scalar(select(Prediction).where(
+            Prediction.patient_id == e.patient_id, Prediction.kind == "PRE")
+            .order_by(Prediction.id.desc()).limit(1))
+        if pred is None:
+            raise repo.ConflictError("no PRE prediction stored for this patient",
+                                     hint="score the patient first")
+        score = pred.score
+        arm = cfg["pre_arms"][0] if score >= cfg["threshold"] else cfg["pre_arms"][1]
+    else:
+        seq = session.scalar(select(func.count(Allocation.id)).join(
+            Enrolment, Enrolment.id == Allocation.enrolment_id).where(
+            Enrolment.trial == e.trial, Allocation.method == "randomised:" + body.stratum)) or 0
+        arm = _random_arm(request.app.state.secret, e.trial, body.stratum, seq,
+                          cfg["random_arms"])
+    alloc = Allocation(enrolment_id=e.id, arm=arm,
+                       method=body.method if body.method == "pre_rule" else
+                       "randomised:" + body.stratum,
+                       score=score, sequence_number=seq, allocated_by=p.user_id)
+    repo.audited_add(session, p.scope, alloc, entity="allocation", centre_id=e.patient.centre_id)
+    e.status = "allocated"
+    session.commit()
+    return {**_out(session, e), "score": score, "sequence_number": seq}
+
+
+@router.post("/enrolments/{enrolment_id}/visits", status_code=201, summary="Record a visit")
+def add_visit(enrolment_id: _EID, body: VisitIn, session: DB, p: _WRITE):
+    e = _enrolment(session, p, enrolment_id)
+    v = repo.audited_add(session, p.scope, Visit(enrolment_id=e.id, **body.model_dump()),
+                         entity="visit", centre_id=e.patient.centre_id)
+    session.commit()
+    return {"id": v.id, **body.model_dump(mode="json")}
+
+
+@router.post("/enrolments/{enrolment_id}/adverse-events", status_code=201,
+             summary="Record an adverse event (CTCAE v5)")
+def add_ae(enrolment_id: _EID, body: AdverseEventIn, session: DB, p: _WRITE):
+    e = _enrolment(session, p, enrolment_id)
+    data = body.model_dump()
+    data["serious"] = bool(data["serious"] or data["grade"] >= 4)
+    ae = repo.audited_add(session, p.scope, AdverseEvent(enrolment_id=e.id, **data),
+                          entity="adverse_event", centre_id=e.patient.centre_id)
+    session.commit()
+    return {"id": ae.id, **{k: (v.isoformat() if isinstance(v, dt.date) else v)
+                            for k, v in data.items()}}
+
+
+@router.get("/enrolments/{enrolment_id}", summary="One enrolment with visits and AEs")
+def get_enrolment(enrolment_id: _EID, session: DB, p: _READ):
+    e = _enrolment(session, p, enrolment_id)
+    visits = session.scalars(select(Visit).where(Visit.enrolment_id == e.id)).all()
+    aes = session.scalars(select(AdverseEvent).where(AdverseEvent.enrolment_id == e.id)).all()
+    return {**_out(session, e),
+            "visits": [{"name": v.name, "due_date": v.due_date, "done_date": v.done_date,
+                        "status": v.status} for v in visits],
+            "adverse_events": [{"term": a.term, "grade": a.grade, "serious": a.serious}
+                               for a in aes]}
+
+
+def _enrolments(session: Session, p: Principal, trial: str):
+    q = select(Enrolment).join(Patient, Patient.id == Enrolment.patient_id).where(
+        Enrolment.trial == trial, Patient.deleted_at.is_(None))
+    if p.centre_id is not None:
+        q = q.where(Patient.centre_id == p.centre_id)
+    return session.scalars(q.order_by(Enrolment.id)).all()
+
+
+@router.get("/{trial}/enrolments", summary="Screened and enrolled patients of your centre")
+def list_enrolments(trial: str, session: DB, p: _READ):
+    _trial(trial)
+    return [_out(session, e) for e in _enrolments(session, p, trial)]
+
+
+def trial_summary(session: Session, p: Principal, trial: str) -> dict[str, Any]:
+    """CONSORT-style counts, arms, AEs by grade and upcoming visits (caller's centres)."""
+    _trial(trial)
+    rows = _enrolments(session, p, trial)
+    ids = [e.id for e in rows]
+    arms: dict[str, int] = {}
+    for a in session.scalars(select(Allocation).where(Allocation.enrolment_id.in_(ids))).all():
+        arms[a.arm] = arms.get(a.arm, 0) + 1
+    aes = session.scalars(select(AdverseEvent).where(AdverseEvent.enrolment_id.in_(ids))).all()
+    today = dt.date.today()
+    upcoming = session.scalars(select(Visit).where(
+        Visit.enrolment_id.in_(ids), Visit.status == "planned", Visit.due_date >= today,
+        Visit.due_date <= today + dt.timedelta(days=30)).order_by(Visit.due_date)).all()
+    pid = {e.id: e.patient.pseudo_id for e in rows}
+    return {
+        "trial": trial,
+        "screened": len(rows),
+        "eligible": sum(e.eligible is True for e in rows),
+        "ineligible": sum(e.eligible is False for e in rows),
+        "pending": sum(e.eligible is None for e in rows),
+        "enrolled": sum(e.status in ("enrolled", "allocated") for e in rows),
+        "allocated": sum(e.status == "allocated" for e in rows),
+        "arms": arms,
+        "adverse_events": {f"grade_{g}": sum(a.grade == g for a in aes) for g in range(1, 6)},
+        "serious_adverse_events": sum(a.serious for a in aes),
+        "upcoming_visits": [{"patient_id": pid[v.enrolment_id], "name": v.name,
+                             "due_date": v.due_date.isoformat()} for v in upcoming],
+    }
+
+
+@router.get("/{trial}/summary", summary="CONSORT counts, arms, AEs and upcoming visits")
+def summary(trial: str, session: DB, p: _READ):
+    return trial_summary(session, p, trial)

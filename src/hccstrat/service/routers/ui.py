@@ -1,0 +1,219 @@
+"""Server-rendered pages (Jinja2); forms post with a CSRF token, uploads use fetch."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import select
+
+from hccstrat.exceptions import HccstratError
+from hccstrat.service.deps import COOKIE, DB, Allowed
+from hccstrat.service.security import Principal, csrf_token, revoke_token, role_has
+from hccstrat.storage import repositories as repo
+from hccstrat.storage.models import (
+    Centre,
+    Enrolment,
+    ImagingStudy,
+    Job,
+    ModelVersion,
+    Prediction,
+    Slide,
+)
+
+__all__ = ["router"]
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=str(Path(__file__).resolve().parents[1] / "templates"))
+_READ = Allowed("patients:read")
+_WRITE = Allowed("patients:write")
+_PRED = Allowed("predictions:write")
+_TRIAL = Allowed("trial:write")
+_TRIAL_READ = Allowed("trial:read")
+_EID = Annotated[int, PathParam(ge=1, le=2**31 - 1)]
+_FORM_FIELDS = ("age", "sex", "ecog", "tumour_size_cm", "tumour_number", "afp_ng_ml",
+                "albumin_g_l", "bilirubin_umol_l", "inr", "histology")
+
+
+def _page(request: Request, name: str, p: Principal | None, **ctx: Any) -> HTMLResponse:
+    ctx.update(principal=p, csrf=csrf_token(p.token) if p else "",
+               can=lambda perm: p is not None and role_has(p.role, perm),
+               trials=["NCT07282184", "NCT07417800"])
+    return templates.TemplateResponse(request, name, ctx)
+
+
+def _back(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+@router.get("/", response_class=HTMLResponse)
+def home() -> RedirectResponse:
+    return _back("/patients")
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, error: str | None = None):
+    return _page(request, "login.html", None, error=error)
+
+
+@router.post("/login")
+def login_form(request: Request, session: DB, username: Annotated[str, Form()],
+               password: Annotated[str, Form()]):
+    from hccstrat.service.routers.auth import login_user
+
+    try:
+        tok = login_user(request, session, username, password)
+    except HccstratError as err:
+        return _page(request, "login.html", None, error=err.message)
+    resp = _back("/patients")
+    resp.set_cookie(COOKIE, tok.access_token, httponly=True, samesite="strict",
+                    secure=request.app.state.settings.secure_cookies,
+                    max_age=60 * request.app.state.settings.token_ttl_minutes)
+    return resp
+
+
+@router.post("/logout")
+def logout_form(session: DB, p: _READ):
+    revoke_token(session, p.token)
+    session.commit()
+    resp = _back("/login")
+    resp.delete_cookie(COOKIE)
+    return resp
+
+
+@router.get("/patients", response_class=HTMLResponse)
+def patients_page(request: Request, session: DB, p: _READ, error: str | None = None):
+    rows, total = repo.list_patients(session, p.scope, limit=200)
+    return _page(request, "patients.html", p, patients=rows, total=total,
+                 fields=_FORM_FIELDS, error=error)
+
+
+@router.post("/patients")
+async def create_patient_form(request: Request, session: DB, p: _WRITE):
+    from hccstrat.service.clinical import validate_clinical
+
+    form = await request.form()
+    clinical = {k: form.get(k) for k in _FORM_FIELDS if form.get(k) not in (None, "")}
+    centre_code = form.get("centre")
+    if not centre_code and p.centre_id is not None:
+        centre_code = session.get(Centre, p.centre_id).code
+    try:
+        centre = repo.get_centre(session, str(centre_code))
+        pid = repo.new_pseudo_id()
+        data = validate_clinical(clinical, patient_id=pid, centre=centre.code)
+        repo.create_patient(session, p.scope, centre=centre, pseudo_id=pid, clinical=data)
+        session.commit()
+    except HccstratError as err:
+        session.rollback()
+        rows, total = repo.list_patients(session, p.scope, limit=200)
+        return _page(request, "patients.html", p, patients=rows, total=total,
+                     fields=_FORM_FIELDS, error=err.message)
+    return _back(f"/patients/{pid}")
+
+
+@router.get("/patients/{patient_id}", response_class=HTMLResponse)
+def patient_page(patient_id: str, request: Request, session: DB, p: _READ,
+                 error: str | None = None):
+    patient = repo.get_patient(session, p.scope, patient_id)
+    rec = repo.latest_clinical(session, patient)
+    preds = session.scalars(select(Prediction).where(Prediction.patient_id == patient.id)
+                            .order_by(Prediction.id.desc())).all()
+    studies = session.scalars(select(ImagingStudy).where(
+        ImagingStudy.patient_id == patient.id)).all()
+    slides = session.scalars(select(Slide).where(Slide.patient_id == patient.id)).all()
+    jobs = session.scalars(select(Job).where(Job.patient_id == patient.id)
+                           .order_by(Job.id.desc()).limit(10)).all()
+    enrolments = session.scalars(select(Enrolment).where(
+        Enrolment.patient_id == patient.id)).all()
+    from hccstrat.service.routers.trial import _out
+
+    return _page(request, "patient.html", p, patient=patient, record=rec, predictions=preds,
+                 studies=studies, slides=slides, jobs=jobs, error=error,
+                 enrolments=[_out(session, e) for e in enrolments])
+
+
+def _guard(call, url: str, session) -> RedirectResponse:
+    try:
+        call()
+    except HccstratError as err:
+        session.rollback()
+        from urllib.parse import quote
+
+        return _back(f"{url}?error={quote(err.message[:200])}")
+    return _back(url)
+
+
+@router.post("/patients/{patient_id}/predict")
+def predict_form(patient_id: str, request: Request, session: DB, p: _PRED,
+                 kind: Annotated[str, Form()] = "PRE"):
+    from hccstrat.service.predict import run_prediction
+
+    def call():
+        patient = repo.get_patient(session, p.scope, patient_id)
+        run_prediction(session, request.app.state.settings.scorers, p.scope, patient, kind)
+        session.commit()
+
+    return _guard(call, f"/patients/{patient_id}", session)
+
+
+@router.post("/patients/{patient_id}/screen")
+def screen_form(patient_id: str, session: DB, p: _TRIAL, trial: Annotated[str, Form()],
+                consent: Annotated[str, Form()] = "no"):
+    from hccstrat.service.routers.trial import screen
+    from hccstrat.service.schemas import ScreenIn
+
+    answers = {"consent": consent == "yes"}
+    return _guard(lambda: screen(trial, ScreenIn(patient_id=patient_id, answers=answers),
+                                 session, p), f"/patients/{patient_id}", session)
+
+
+@router.post("/enrolments/{enrolment_id}/enrol")
+def enrol_form(enrolment_id: _EID, session: DB, p: _TRIAL, patient_id: Annotated[str, Form()]):
+    from hccstrat.service.routers.trial import enrol
+    from hccstrat.service.schemas import EnrolIn
+
+    return _guard(lambda: enrol(enrolment_id, EnrolIn(consent=True), session, p),
+                  f"/patients/{patient_id}", session)
+
+
+@router.post("/enrolments/{enrolment_id}/allocate")
+def allocate_form(enrolment_id: _EID, request: Request, session: DB, p: _TRIAL,
+                  patient_id: Annotated[str, Form()], method: Annotated[str, Form()]):
+    from hccstrat.service.routers.trial import allocate
+    from hccstrat.service.schemas import AllocateIn
+
+    return _guard(lambda: allocate(enrolment_id, AllocateIn(method=method), request, session, p),
+                  f"/patients/{patient_id}", session)
+
+
+@router.get("/trial/{trial}", response_class=HTMLResponse)
+def trial_page(trial: str, request: Request, session: DB, p: _TRIAL_READ):
+    from hccstrat.service.routers.trial import trial_summary
+
+    return _page(request, "trial.html", p, summary=trial_summary(session, p, trial))
+
+
+@router.get("/monitoring", response_class=HTMLResponse)
+def monitoring_page(request: Request, session: DB, p: _READ):
+    """Predictions per model version and month (mean score): the drift view."""
+    from hccstrat.storage.models import Patient
+
+    q = (select(ModelVersion.name, ModelVersion.version, Prediction.kind, Prediction.score,
+                Prediction.created_at)
+         .join(ModelVersion, ModelVersion.id == Prediction.model_version_id)
+         .join(Patient, Patient.id == Prediction.patient_id))
+    if p.centre_id is not None:
+        q = q.where(Patient.centre_id == p.centre_id)
+    groups: dict[tuple, list[float]] = {}
+    for name, version, kind, score, created in session.execute(q).all():
+        when = created if isinstance(created, dt.datetime) else dt.datetime.fromisoformat(created)
+        groups.setdefault((name, version, kind, when.strftime("%Y-%m")), []).append(score)
+    rows = [{"model": k[0], "version": k[1], "kind": k[2], "month": k[3], "n": len(v),
+             "mean": sum(v) / len(v), "high": sum(s >= 0.5 for s in v) / len(v)}
+            for k, v in sorted(groups.items())]
+    return _page(request, "monitoring.html", p, rows=rows)

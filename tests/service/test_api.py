@@ -1,0 +1,207 @@
+"""API behaviour: patients, validation, versions, predictions, trial flow, headers, auth."""
+
+from __future__ import annotations
+
+import logging
+
+CLIN = {
+    "age": 58,
+    "sex": "M",
+    "tumour_size_cm": 7.5,
+    "tumour_number": 1,
+    "afp_ng_ml": 850,
+    "albumin_g_l": 41,
+    "bilirubin_umol_l": 12,
+    "ecog": 0,
+}
+
+TRIAL_OK = {
+    **CLIN,
+    "histology": "HCC",
+    "margin_status": "R0",
+    "adjuvant": "TACE",
+    "surgery_date": "2024-01-10",
+    "last_followup_date": "2025-06-01",
+}
+
+
+def _patient(client, h, pid="P-API1", centre="A", clinical=None):
+    r = client.post(
+        "/api/patients",
+        headers=h,
+        json={"patient_id": pid, "centre": centre, "clinical": clinical or CLIN},
+    )
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def test_patient_crud_versions_and_validation(app_client):
+    client, H = app_client
+    h = H["a_investigator"]
+    out = _patient(client, h)
+    assert out["clinical"]["afp_ge_400"] is True  # derived by hccstrat.schema
+    assert out["clinical"]["tumour_size_gt_5cm"] is True
+    bad = client.post(
+        "/api/patients",
+        headers=h,
+        json={
+            "patient_id": "P-BAD",
+            "centre": "A",
+            "clinical": {"albumin_g_l": 400, "colour": "x"},
+        },
+    )
+    assert bad.status_code == 422
+    cols = {p["column"] for p in bad.json()["problems"]}
+    assert {"albumin_g_l", "colour"} <= cols
+    r = client.put(
+        "/api/patients/P-API1/clinical", headers=h, json={"clinical": {**CLIN, "afp_ng_ml": 20}}
+    )
+    assert r.json()["version"] == 2
+    hist = client.get("/api/patients/P-API1/clinical/history", headers=h).json()
+    assert [v["clinical"]["afp_ng_ml"] for v in hist] == [850, 20]
+    assert (
+        client.post(
+            "/api/patients", headers=h, json={"patient_id": "P-API1", "centre": "A", "clinical": {}}
+        ).status_code
+        == 409
+    )
+    lst = client.get("/api/patients", headers=h).json()
+    assert lst["total"] == 1
+    assert client.delete("/api/patients/P-API1", headers=h).status_code == 200
+    assert client.get("/api/patients/P-API1", headers=h).status_code == 404
+
+
+def test_prediction_stores_score_version_hash_and_fhir(app_client):
+    client, H = app_client
+    _patient(client, H["a_investigator"])
+    r = client.post(
+        "/api/patients/P-API1/predictions", headers=H["a_radiologist"], json={"kind": "PRE"}
+    )
+    assert r.status_code == 201, r.text
+    pred = r.json()
+    assert 0.5 < pred["score"] < 1 and pred["model"] == "toy-pre"
+    assert len(pred["input_sha256"]) == 64
+    again = client.post(
+        "/api/patients/P-API1/predictions", headers=H["a_radiologist"], json={"kind": "PRE"}
+    ).json()
+    assert again["input_sha256"] == pred["input_sha256"]  # same inputs, same hash
+    fhir = client.get(
+        f"/api/patients/P-API1/predictions/{pred['id']}/fhir", headers=H["a_statistician"]
+    ).json()
+    assert fhir["resourceType"] == "RiskAssessment"
+    assert fhir["prediction"][0]["probabilityDecimal"] == round(pred["score"], 6)
+    assert fhir["subject"]["reference"] == "Patient/P-API1"
+    # no POST scorer configured: a clear 503, not a made-up score
+    r = client.post(
+        "/api/patients/P-API1/predictions", headers=H["a_radiologist"], json={"kind": "POST"}
+    )
+    assert r.status_code == 503 and "--scorer" in r.json()["hint"]
+
+
+def test_trial_flow_screen_enrol_allocate_visit_ae(app_client):
+    client, H = app_client
+    h = H["a_investigator"]
+    _patient(client, h, clinical=TRIAL_OK)
+    _patient(client, h, pid="P-YOUNG", clinical={**TRIAL_OK, "histology": "ICC"})
+    r = client.post("/api/trial/NCT07417800/screen", headers=h, json={"patient_id": "P-YOUNG"})
+    assert r.json()["eligibility"] == "ineligible" and any(
+        "INC-02" in x for x in r.json()["reasons"]
+    )
+    no = r.json()["id"]
+    assert (
+        client.post(
+            f"/api/trial/enrolments/{no}/enrol", headers=h, json={"consent": True}
+        ).status_code
+        == 409
+    )
+    r = client.post(
+        "/api/trial/NCT07417800/screen",
+        headers=h,
+        json={"patient_id": "P-API1", "answers": {"consent": True}},
+    )
+    assert r.status_code == 201, r.text
+    eid = r.json()["id"]
+    assert r.json()["eligibility"] == "eligible", r.json()
+    assert (
+        client.post(
+            f"/api/trial/enrolments/{eid}/enrol", headers=h, json={"consent": True}
+        ).status_code
+        == 200
+    )
+    r = client.post(
+        f"/api/trial/enrolments/{eid}/allocate", headers=h, json={"method": "randomised"}
+    )
+    assert r.status_code == 201 and r.json()["arm"] in ("model_assisted", "standard_care")
+    assert (
+        client.post(
+            f"/api/trial/enrolments/{eid}/allocate", headers=h, json={"method": "randomised"}
+        ).status_code
+        == 409
+    )
+    assert (
+        client.post(
+            f"/api/trial/enrolments/{eid}/visits",
+            headers=h,
+            json={"name": "month 3", "due_date": "2099-01-01"},
+        ).status_code
+        == 201
+    )
+    ae = client.post(
+        f"/api/trial/enrolments/{eid}/adverse-events",
+        headers=h,
+        json={"term": "Hypertension", "grade": 4},
+    ).json()
+    assert ae["serious"] is True
+    s = client.get("/api/trial/NCT07417800/summary", headers=H["a_monitor"]).json()
+    assert s["allocated"] == 1 and s["adverse_events"]["grade_4"] == 1
+
+
+def test_security_headers_auth_and_rate_limit(app_client):
+    client, H = app_client
+    r = client.get("/api/patients", headers=H["a_monitor"])
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+    assert client.get("/api/patients").status_code == 401
+    assert client.get("/api/patients", headers={"Authorization": "Bearer nope"}).status_code == 401
+    # logout revokes the token
+    h = dict(H["a_statistician"])
+    assert client.post("/api/auth/logout", headers=h).status_code == 200
+    assert client.get("/api/patients", headers=h).status_code == 401
+    # five failures, then 429 even with the right password
+    for _ in range(5):
+        assert (
+            client.post(
+                "/api/auth/login", json={"username": "a_monitor", "password": "wrong password!"}
+            ).status_code
+            == 401
+        )
+    r = client.post(
+        "/api/auth/login", json={"username": "a_monitor", "password": "correct horse battery"}
+    )
+    assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
+
+
+def test_no_phi_in_logs(app_client, caplog):
+    client, H = app_client
+    caplog.set_level(logging.DEBUG)
+    _patient(client, H["a_investigator"], pid="P-SECRET77", clinical={**CLIN, "age": 67.25})
+    client.get("/api/patients/P-SECRET77", headers=H["a_investigator"])
+    # server-side records only (the test client logs the URLs it requests)
+    text = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("httpx"))
+    assert "POST /api/patients" in text
+    assert "P-SECRET77" not in text and "67.25" not in text
+
+
+def test_audit_verify_endpoint(app_client):
+    client, H = app_client
+    _patient(client, H["a_investigator"])
+    r = client.get("/api/audit/verify", headers=H["a_admin"]).json()
+    assert r["ok"] and r["n_events"] > 5
+    assert client.get("/api/audit/verify", headers=H["a_investigator"]).status_code == 403
+
+
+def test_openapi_documents_every_resource(app_client):
+    client, _ = app_client
+    spec = client.get("/openapi.json").json()
+    tags = {t for p in spec["paths"].values() for op in p.values() for t in op.get("tags", [])}
+    assert {"patients", "uploads", "jobs", "predictions", "trial", "reports", "audit"} <= tags

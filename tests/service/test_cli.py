@@ -1,0 +1,89 @@
+"""CLI: first admin, centres, audit verify (with tampering), and a real ``serve`` on loopback."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+from sqlalchemy import create_engine, text
+from typer.testing import CliRunner
+
+from hccstrat.cli.serve import app
+
+PW = "a long admin password"
+
+
+def test_create_admin_and_audit_verify(tmp_path):
+    runner = CliRunner()
+    d = ["--data-dir", str(tmp_path)]
+    r = runner.invoke(app, ["users", "add-centre", "GZ1", "Guangzhou 1", *d])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(
+        app, ["users", "create-admin", "--username", "root", *d], input=f"{PW}\n{PW}\n"
+    )
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(
+        app,
+        ["users", "create", "--username", "inv1", "--role", "investigator", "--centre", "GZ1", *d],
+        input=f"{PW}\n{PW}\n",
+    )
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["audit", "verify", *d])
+    assert r.exit_code == 0 and "intact: 3 event(s)" in r.output
+    eng = create_engine(f"sqlite:///{tmp_path / 'registry.sqlite'}")
+    with eng.begin() as conn:
+        conn.execute(text("DROP TRIGGER audit_events_no_update"))
+        conn.execute(text("UPDATE audit_events SET after = '{}' WHERE seq = 2"))
+    eng.dispose()
+    r = runner.invoke(app, ["audit", "verify", *d])
+    assert r.exit_code == 9 and "BROKEN at event 2" in r.output
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_on_loopback(tmp_path):
+    runner = CliRunner()
+    runner.invoke(
+        app,
+        ["users", "create-admin", "--username", "root", "--data-dir", str(tmp_path)],
+        input=f"{PW}\n{PW}\n",
+    )
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from hccstrat.cli.serve import app; app()",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                httpx.get(base + "/login", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        r = httpx.post(base + "/api/auth/login", json={"username": "root", "password": PW})
+        assert r.status_code == 200
+        tok = r.json()["access_token"]
+        r = httpx.get(base + "/api/patients", headers={"Authorization": f"Bearer {tok}"})
+        assert r.status_code == 200 and r.json()["total"] == 0
+        assert "Log in" in httpx.get(base + "/login").text
+    finally:
+        proc.terminate()
+        proc.wait(10)
