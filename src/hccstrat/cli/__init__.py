@@ -62,7 +62,8 @@ for _module, _name in _GROUPS:
     app.add_typer(importlib.import_module(_module).app, name=_name)
 for _module in _COMMANDS:
     importlib.import_module(_module)
-importlib.import_module("hccstrat.cli.serve").register(app)
+for _module in ("hccstrat.cli.serve", "hccstrat.cli.models"):
+    importlib.import_module(_module).register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

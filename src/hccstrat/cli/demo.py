@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 STAGES: list[tuple[str, str]] = [
     ("clinical baseline", "hccstrat.cli._demo_clinical:demo_stage"),
     ("MRI", "hccstrat.cli.mri:demo_stage"),
+    ("prediction models", "hccstrat.cli.models:demo_stage"),
     ("validation", "hccstrat.cli.validate:demo_stage"),
     ("whole-slide images", "hccstrat.cli.wsi:demo_stage"),
     ("trial", "hccstrat.cli.trial:demo_stage"),

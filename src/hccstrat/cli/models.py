@@ -1,0 +1,236 @@
+"""CLI for the prediction models: ``hccstrat train pre|post|benefit`` and ``hccstrat predict``.
+
+Wiring (root app, :mod:`hccstrat.cli`): ``app.add_typer(train_app, name="train")``
+(``app`` here is the same Typer as ``train_app``, so the module can be listed in
+``_GROUPS`` as ``("hccstrat.cli.models", "train")``) and
+``app.command("predict")(predict)`` — or call :func:`register` with the root app.
+Also holds :func:`demo_stage` for ``hccstrat demo``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+__all__ = ["app", "demo_stage", "predict", "register", "train_app"]
+
+log = logging.getLogger(__name__)
+
+train_app = typer.Typer(help="Train PRE, POST or treatment-benefit models.", no_args_is_help=True)
+app = train_app
+
+_INTENDED = {
+    "pre": "Research use: pre-operative risk of aggressive recurrence within 24 months after "
+    "resection of HCC (PRE score); not for clinical decisions outside a trial protocol.",
+    "post": "Research use: post-operative risk of aggressive recurrence within 24 months after "
+    "resection of HCC (POST score); not for clinical decisions outside a trial protocol.",
+    "benefit": "Research use: estimated 2-year RFS under surgery alone, +TACE and +TACE+TKI after "
+    "resection of HCC, with abstention; decision support inside a trial protocol only.",
+}
+
+
+def _read_table(path: Path):
+    import pandas as pd
+
+    from hccstrat.exceptions import InputFileError
+
+    if not path.is_file():
+        raise InputFileError(f"table not found: {path}", hint="check the path")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".csv", ".txt"):
+            return pd.read_csv(path)
+        if suffix in (".xlsx", ".xls"):
+            return pd.read_excel(path)
+        if suffix == ".parquet":
+            return pd.read_parquet(path)
+    except (OSError, ValueError, ImportError) as err:
+        raise InputFileError(
+            f"cannot read {path}: {err}", hint="use a CSV, Excel or Parquet file"
+        ) from err
+    raise InputFileError(
+        f"unsupported table format: {path.suffix}", hint="use .csv, .xlsx or .parquet"
+    )
+
+
+def _load_inputs(clinical: Path, radiomics: Path | None, time: Path | None, wsi: Path | None):
+    from hccstrat.exceptions import DataValidationError, ValidationReport
+    from hccstrat.models import join_feature_tables
+    from hccstrat.schema import validate
+
+    table, report = validate(_read_table(clinical), source=str(clinical))
+    serious = [p for p in report.problems if p.value != "(column)"]
+    if serious:
+        raise DataValidationError(ValidationReport(serious, source=str(clinical)))
+    tables = {}
+    for prefix, path in (("rad_", radiomics), ("time_", time), ("wsi_", wsi)):
+        if path is not None:
+            tables[prefix] = _read_table(path)
+    return join_feature_tables(table, tables)
+
+
+def _train(stage: str, clinical, out, radiomics, time, wsi, **params) -> None:
+    from rich.console import Console
+
+    from hccstrat.models import PostModel, PreModel, TreatmentBenefitModel, save_model
+    from hccstrat.survival import endpoint
+
+    X = _load_inputs(clinical, radiomics, time, wsi)
+    if stage == "benefit":
+        model = TreatmentBenefitModel(**params)
+        y = endpoint(X, "rfs")
+    else:
+        model = (PreModel if stage == "pre" else PostModel)(**params)
+        y = endpoint(X, "aggressive")
+    model.fit(X, y)
+    metrics = {"apparent_c_index": model.score(X, y)}
+    card = save_model(
+        model,
+        out,
+        name=f"hccstrat-{stage}",
+        intended_use=_INTENDED[stage],
+        metrics=metrics,
+        limitations=[f"inputs: {model.lacking_.summary()}"],
+    )
+    con = Console()
+    con.print(f"[bold]{stage.upper()} model saved[/] to {out} (sha256 {card.payload_sha256[:12]}…)")
+    con.print(f"inputs: {model.lacking_.summary()}")
+    con.print(f"apparent C-index (training data): {metrics['apparent_c_index']:.3f}")
+
+
+_CLIN = typer.Option(..., "--clinical", help="Canonical clinical table (CSV/Excel/Parquet).")
+_OUT = typer.Option(..., "--out", help="Model file to write (*.hccmodel).")
+_RAD = typer.Option(
+    None, "--radiomics", help="Per-patient MRI radiomic features (patient_id + columns)."
+)
+_TIME = typer.Option(None, "--time", help="Per-patient WSI TIME panel features.")
+_WSI = typer.Option(None, "--wsi", help="Per-patient WSI slide embedding.")
+_SEED = typer.Option(0, "--seed", help="Random seed.")
+
+
+@train_app.command("pre")
+def train_pre(
+    clinical: Path = _CLIN,
+    out: Path = _OUT,
+    radiomics: Path | None = _RAD,
+    base: str = typer.Option("coxnet", help="coxnet, gbsa, rsf or cox."),
+    threshold: float = typer.Option(0.5, help="PRE score threshold for high risk."),
+    seed: int = _SEED,
+) -> None:
+    """Train the PRE model (clinical + MRI) for aggressive recurrence within 24 months."""
+    _train(
+        "pre",
+        clinical,
+        out,
+        radiomics,
+        None,
+        None,
+        base=base,
+        threshold=threshold,
+        random_state=seed,
+    )
+
+
+@train_app.command("post")
+def train_post(
+    clinical: Path = _CLIN,
+    out: Path = _OUT,
+    radiomics: Path | None = _RAD,
+    time: Path | None = _TIME,
+    wsi: Path | None = _WSI,
+    base: str = typer.Option("coxnet", help="coxnet, gbsa, rsf or cox."),
+    threshold: float = typer.Option(0.5, help="POST score threshold for high risk."),
+    seed: int = _SEED,
+) -> None:
+    """Train the POST model (PRE inputs + pathology + WSI features)."""
+    _train(
+        "post",
+        clinical,
+        out,
+        radiomics,
+        time,
+        wsi,
+        base=base,
+        threshold=threshold,
+        random_state=seed,
+    )
+
+
+@train_app.command("benefit")
+def train_benefit(
+    clinical: Path = _CLIN,
+    out: Path = _OUT,
+    radiomics: Path | None = _RAD,
+    time: Path | None = _TIME,
+    wsi: Path | None = _WSI,
+    learner: str = typer.Option("dr", help="dr (doubly robust) or t (T-learner)."),
+    n_bootstrap: int = typer.Option(20, help="Bootstrap replicates for intervals and abstention."),
+    seed: int = _SEED,
+) -> None:
+    """Train the 3-arm adjuvant treatment-benefit model (needs the 'adjuvant' column)."""
+    _train(
+        "benefit",
+        clinical,
+        out,
+        radiomics,
+        time,
+        wsi,
+        learner=learner,
+        n_bootstrap=n_bootstrap,
+        random_state=seed,
+    )
+
+
+def predict(
+    model: Path = typer.Option(
+        ..., "--model", help="Model file (*.hccmodel) with its .sha256 beside it."
+    ),
+    clinical: Path = _CLIN,
+    out: Path = typer.Option(..., "--out", help="CSV of predictions to write."),
+    radiomics: Path | None = _RAD,
+    time: Path | None = _TIME,
+    wsi: Path | None = _WSI,
+) -> None:
+    """Predict with a saved PRE, POST or benefit model; writes one row per patient."""
+    import pandas as pd
+    from rich.console import Console
+
+    from hccstrat.io.atomic import atomic_write
+    from hccstrat.models import TreatmentBenefitModel, load_model
+
+    est = load_model(model)
+    X = _load_inputs(clinical, radiomics, time, wsi)
+    lacking = est.features_.lacking_at_predict(X)
+    if isinstance(est, TreatmentBenefitModel):
+        res = est.predict_benefit(X).table
+    else:
+        res = pd.DataFrame(
+            {
+                "patient_id": X["patient_id"].to_numpy(),
+                "score": est.predict_score(X),
+                "high_risk": est.predict_high_risk(X),
+            }
+        )
+    with atomic_write(out) as fh:
+        res.to_csv(fh, index=False)
+    Console().print(f"{len(res)} predictions written to {out}; inputs: {lacking.summary()}")
+
+
+def register(root: typer.Typer) -> None:
+    """Attach ``train`` and ``predict`` to the root app."""
+    root.add_typer(train_app, name="train")
+    root.command("predict")(predict)
+
+
+def demo_stage(cohort, out_dir: Path, *, seed: int, progress) -> list:
+    """Train PRE, POST and the benefit model on the synthetic cohort; report sections.
+
+    Image features: when ``cohort`` has ``image_features`` (a mapping prefix →
+    table, from the MRI/WSI stages) they are used; otherwise the demo uses
+    *proxies* computed from the latent traits (labelled as such in the report).
+    """
+    from hccstrat.models._demo import run_demo
+
+    return run_demo(cohort, Path(out_dir), seed=seed, progress=progress)

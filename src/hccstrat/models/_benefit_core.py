@@ -1,0 +1,214 @@
+"""One fit of the treatment-benefit learners (used once, then per bootstrap replicate).
+
+Notation: arms ``a = 0..A-1`` (0 = reference, surgery alone), horizon ``τ`` (24
+months), target ``Y`` either ``1[T > τ]`` (2-year RFS) or ``min(T, τ)`` (RMST).
+
+- **Propensity** ``e_a(x)``: multinomial logistic regression, clipped to
+  ``[clip, 1]`` for weighting.
+- **T-learner**: one survival model per arm (gradient-boosted Cox by default),
+  fitted on that arm's patients with stabilised inverse-probability-of-treatment
+  weights (IPTW) so each arm's model targets the whole population; or one
+  multi-head deep survival net for all arms. Gives per-patient RFS curves
+  ``S_a(t | x)`` and the plug-in ``μ_a(x)``.
+- **DR-learner** (Kennedy 2023), cross-fitted: nuisances (propensity, T-learner,
+  censoring Kaplan–Meier per arm) fitted on the other folds; IPCW outcome
+  ``Ỹ = Δ Y / G_A(min(T, τ)-)`` with ``Δ = 1`` when the status at τ is known;
+  pseudo-outcome ``φ_a = μ_a(x) + 1[A=a] (Ỹ − μ_a(x)) / e_a(x)``; the contrasts
+  ``φ_a − φ_0`` are regressed on x (gradient boosting) giving ``τ_a(x)``; the
+  final ``μ_a(x) = μ_0(x) + τ_a(x)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.model_selection import StratifiedKFold
+
+from hccstrat.exceptions import ModelError
+from hccstrat.models._base import censoring_survival, make_survival_learner, survival_at
+
+__all__ = ["BenefitCore", "CoreParams", "fit_core"]
+
+
+@dataclass
+class CoreParams:
+    """Settings of one core fit (copied from the estimator's parameters)."""
+
+    n_arms: int
+    times: np.ndarray
+    horizon: float
+    learner: str = "dr"
+    outcome_model: str = "gbsa"
+    n_estimators: int = 150
+    learning_rate: float = 0.05
+    max_depth: int = 2
+    min_samples_leaf: int = 10
+    subsample: float = 0.8
+    propensity_c: float = 1.0
+    clip: float = 0.05
+    n_folds: int = 2
+    iptw_outcome: bool = True
+    deep_params: dict = field(default_factory=dict)
+
+
+def _fit_propensity(Z: np.ndarray, arm: np.ndarray, p: CoreParams):
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=p.propensity_c, max_iter=2000).fit(Z, arm)
+
+
+def _propensity(model, Z: np.ndarray, n_arms: int) -> np.ndarray:
+    out = np.zeros((len(Z), n_arms))
+    out[:, model.classes_] = model.predict_proba(Z)
+    return out
+
+
+class _Outcome:
+    """Per-arm survival curves on the time grid from the T-learner models."""
+
+    def __init__(self, Z, y, arm, e, p: CoreParams, seed: int) -> None:
+        self.p = p
+        stab = np.bincount(arm, minlength=p.n_arms) / len(arm)
+        w = (
+            stab[arm] / np.clip(e[np.arange(len(arm)), arm], p.clip, 1.0)
+            if p.iptw_outcome
+            else np.ones(len(arm))
+        )
+        if p.outcome_model == "deep":
+            from hccstrat.models.deep_benefit import MultiArmSurvivalNet
+
+            self.net = MultiArmSurvivalNet(
+                **{
+                    "horizon": p.horizon,
+                    "n_bins": len(p.times) - 1,
+                    "random_state": seed,
+                    **p.deep_params,
+                }
+            )
+            self.net.fit(Z, y, arm, sample_weight=w)
+            self.models = None
+            return
+        self.models = []
+        for a in range(p.n_arms):
+            rows = arm == a
+            if rows.sum() < 10 or not y["event"][rows].any():
+                raise ModelError(
+                    f"arm {a} has {int(rows.sum())} patients and "
+                    f"{int(y['event'][rows].sum())} events; "
+                    "too few to fit its outcome model",
+                    hint="pool rare arms or collect more data",
+                )
+            learner = make_survival_learner(
+                p.outcome_model,
+                n_estimators=p.n_estimators,
+                learning_rate=p.learning_rate,
+                max_depth=p.max_depth,
+                min_samples_leaf=p.min_samples_leaf,
+                subsample=p.subsample,
+                random_state=seed + a,
+            )
+            if p.outcome_model in ("gbsa", "rsf"):
+                learner.fit(Z[rows], y[rows], sample_weight=w[rows])
+            else:
+                learner.fit(Z[rows], y[rows])
+            self.models.append(learner)
+
+    def curves(self, Z: np.ndarray) -> np.ndarray:
+        if self.models is None:
+            return self.net.predict_survival(Z)
+        return np.stack([survival_at(m, Z, self.p.times) for m in self.models], axis=1)
+
+
+def targets_from_curves(curves: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """2-year RFS (value at the last grid time) and RMST (trapezoid) from curves [..., T]."""
+    return curves[..., -1].copy(), np.trapezoid(curves, times, axis=-1)
+
+
+@dataclass
+class BenefitCore:
+    """A fitted core: propensity, T-learner outcome models and (DR) contrast regressors."""
+
+    params: CoreParams
+    propensity: object
+    outcome: _Outcome
+    contrasts: dict | None = None  # (target, arm) -> regressor
+
+    def predict(self, Z: np.ndarray) -> dict:
+        """``curves`` [n, A, T], ``rfs`` and ``rmst`` [n, A], ``propensity`` [n, A]."""
+        p = self.params
+        curves = self.outcome.curves(Z)
+        rfs, rmst = targets_from_curves(curves, p.times)
+        if self.contrasts is not None:
+            for name, mu in (("rfs", rfs), ("rmst", rmst)):
+                for a in range(1, p.n_arms):
+                    mu[:, a] = mu[:, 0] + self.contrasts[(name, a)].predict(Z)
+            rfs = np.clip(rfs, 0.0, 1.0)
+            rmst = np.clip(rmst, 0.0, p.horizon)
+        return {
+            "curves": curves,
+            "rfs": rfs,
+            "rmst": rmst,
+            "propensity": _propensity(self.propensity, Z, p.n_arms),
+        }
+
+
+def _ipcw_outcomes(y, arm, n_arms, horizon) -> tuple[np.ndarray, np.ndarray]:
+    """IPCW-transformed RFS-at-τ and RMST-at-τ outcomes (0 where status unknown)."""
+    t, e = y["time"], y["event"]
+    known = e | (t >= horizon)
+    g = np.ones(len(y))
+    for a in range(n_arms):
+        rows = arm == a
+        if rows.any():
+            G = censoring_survival(y[rows])
+            g[rows] = G(np.minimum(t[rows], horizon))
+    w = np.where(known, 1.0 / g, 0.0)
+    return w * (t > horizon), w * np.minimum(t, horizon)
+
+
+def fit_core(
+    Z: np.ndarray, y: np.ndarray, arm: np.ndarray, p: CoreParams, seed: int
+) -> BenefitCore:
+    """Fit propensity, T-learner and (``learner="dr"``) the DR contrast regressors."""
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    prop = _fit_propensity(Z, arm, p)
+    e_full = _propensity(prop, Z, p.n_arms)
+    outcome = _Outcome(Z, y, arm, e_full, p, seed)
+    core = BenefitCore(p, prop, outcome)
+    if p.learner == "t":
+        return core
+    if p.learner != "dr":
+        raise ModelError(f"unknown learner {p.learner!r}", hint="use 't' or 'dr'")
+    n = len(y)
+    mu = {"rfs": np.zeros((n, p.n_arms)), "rmst": np.zeros((n, p.n_arms))}
+    e = np.zeros((n, p.n_arms))
+    folds = StratifiedKFold(p.n_folds, shuffle=True, random_state=seed)
+    strata = arm * 2 + y["event"].astype(int)
+    for k, (tr, te) in enumerate(folds.split(Z, strata)):
+        prop_k = _fit_propensity(Z[tr], arm[tr], p)
+        e_tr = _propensity(prop_k, Z[tr], p.n_arms)
+        out_k = _Outcome(Z[tr], y[tr], arm[tr], e_tr, p, seed + 101 * (k + 1))
+        r, m = targets_from_curves(out_k.curves(Z[te]), p.times)
+        mu["rfs"][te], mu["rmst"][te] = r, m
+        e[te] = _propensity(prop_k, Z[te], p.n_arms)
+    y_rfs, y_rmst = _ipcw_outcomes(y, arm, p.n_arms, p.horizon)
+    onehot = np.eye(p.n_arms)[arm]
+    inv_e = onehot / np.clip(e, p.clip, 1.0)
+    contrasts = {}
+    for name, obs in (("rfs", y_rfs), ("rmst", y_rmst)):
+        phi = mu[name] + inv_e * (obs[:, None] - mu[name])
+        for a in range(1, p.n_arms):
+            reg = GradientBoostingRegressor(
+                n_estimators=100,
+                max_depth=2,
+                learning_rate=0.05,
+                subsample=0.8,
+                min_samples_leaf=max(20, n // 50),
+                loss="huber",
+                random_state=seed + a,
+            )
+            contrasts[(name, a)] = reg.fit(Z, phi[:, a] - phi[:, 0])
+    core.contrasts = contrasts
+    return core

@@ -1,0 +1,116 @@
+"""Treatment-benefit model: outputs, intervals, abstention, overlap diagnostics."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hccstrat.exceptions import DataValidationError
+from hccstrat.models import (
+    ARMS,
+    NO_RECOMMENDATION,
+    OverlapWarning,
+    TreatmentBenefitModel,
+    propensity_overlap,
+)
+from hccstrat.survival import endpoint
+
+
+@pytest.fixture(scope="module")
+def fitted(wide):
+    y = endpoint(wide, "rfs")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OverlapWarning)
+        m = TreatmentBenefitModel(learner="t", n_bootstrap=4, n_estimators=40, random_state=0).fit(
+            wide, y
+        )
+    return m, m.predict_benefit(wide.head(40))
+
+
+def test_prediction_structure(fitted, wide):
+    m, pred = fitted
+    tab = pred.table
+    assert pred.curves.shape == (40, 3, len(pred.times)) and pred.times[-1] == 24
+    assert (np.diff(pred.curves, axis=2) <= 1e-9).all() and (pred.curves[:, :, 0] > 0.95).all()
+    for a in ARMS:
+        assert tab[f"rfs24_{a}"].between(0, 1).all()
+        assert (tab[f"rfs24_{a}_lo"] <= tab[f"rfs24_{a}_hi"]).all()
+        assert tab[f"rmst24_{a}"].between(0, 24).all()
+        np.testing.assert_allclose(tab[f"rfs24_{a}"], pred.curves[:, ARMS.index(a), -1])
+    assert set(tab["recommended"]) <= {*ARMS, NO_RECOMMENDATION}
+    assert (tab.loc[~tab["confident"], "recommended"] == NO_RECOMMENDATION).all()
+    assert (tab.loc[tab["confident"], "recommended"] == tab.loc[tab["confident"], "best_arm"]).all()
+    assert (tab.loc[~tab["confident"], "policy"] == m.default_arm_).all()
+    # expected gain = best arm's outcome minus the propensity-weighted current practice
+    best = tab["best_arm"].map(lambda a: tab.columns.get_loc(f"rfs24_{a}"))
+    best_val = np.array([tab.iloc[i, j] for i, j in enumerate(best)])
+    np.testing.assert_allclose(tab["gain_rfs24"], best_val - tab["current_rfs24"])
+
+
+def test_best_arm_maximises_the_criterion(fitted):
+    _, pred = fitted
+    tab = pred.table
+    vals = tab[[f"rfs24_{a}" for a in ARMS]].to_numpy()
+    assert (np.asarray(ARMS)[vals.argmax(1)] == tab["best_arm"].to_numpy()).all()
+    assert (tab["gain_rfs24"] >= -1e-9).all()  # the best arm is at least the practice average
+
+
+def test_overlap_diagnostics_warn_on_poor_overlap():
+    rng = np.random.default_rng(0)
+    e = np.column_stack([np.full(200, 0.97), np.full(200, 0.02), np.full(200, 0.01)])
+    arm = rng.choice(3, 200, p=[0.9, 0.07, 0.03])
+    table, problems = propensity_overlap(e, arm)
+    assert table["share_below_clip"].tolist() == [0.0, 1.0, 1.0]
+    assert any("TACE+TKI" in p and "propensity" in p for p in problems)
+    good = np.full((300, 3), 1 / 3)
+    assert propensity_overlap(good, np.repeat([0, 1, 2], 100))[1] == []
+
+
+def test_fit_warns_when_treatment_is_deterministic(wide):
+    X = wide.copy()
+    X["adjuvant"] = np.where(X["mvi"].astype(bool), "TACE", "surgery_alone")
+    X.loc[X.index[:40], "adjuvant"] = "TACE+TKI"
+    with pytest.warns(OverlapWarning):
+        TreatmentBenefitModel(learner="t", n_bootstrap=0, n_estimators=10).fit(
+            X, endpoint(X, "rfs")
+        )
+
+
+def test_unknown_arm_is_a_validation_error(wide):
+    X = wide.copy()
+    X.loc[X.index[3], "adjuvant"] = None
+    with pytest.raises(DataValidationError, match="adjuvant"):
+        TreatmentBenefitModel(n_bootstrap=0).fit(X, endpoint(X, "rfs"))
+
+
+@pytest.mark.slow
+def test_dr_learner_recovers_direction_of_effect(cohort, wide):
+    y = endpoint(wide, "rfs")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OverlapWarning)
+        m = TreatmentBenefitModel(learner="dr", n_bootstrap=0, n_estimators=60).fit(wide, y)
+    est = m.predict_outcomes(wide)
+    true = cohort.oracle[[f"true_rfs24_{a}" for a in ARMS]].to_numpy()
+    # average effect of TACE vs surgery alone has the right sign
+    assert np.sign(est["TACE"].mean() - est["surgery_alone"].mean()) == np.sign(
+        true[:, 1].mean() - true[:, 0].mean()
+    )
+
+
+def test_deep_multi_head_outcome_model(wide):
+    y = endpoint(wide, "rfs")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OverlapWarning)
+        m = TreatmentBenefitModel(
+            learner="t",
+            outcome_model="deep",
+            n_bootstrap=0,
+            n_grid=9,
+            deep_params={"epochs": 5, "hidden": 16},
+        ).fit(wide, y)
+    pred = m.predict_benefit(wide.head(5))
+    assert pred.curves.shape == (5, 3, 9)
+    assert isinstance(pred.table, pd.DataFrame) and pred.table["rfs24_TACE"].between(0, 1).all()

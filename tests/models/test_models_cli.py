@@ -1,0 +1,94 @@
+"""CLI: train pre|post|benefit and predict; the demo stage."""
+
+from __future__ import annotations
+
+import warnings
+
+import pandas as pd
+import typer
+from _models_toy import make_image_feature_proxies, toy_cohort
+from typer.testing import CliRunner
+
+from hccstrat.cli.models import demo_stage, register, train_app
+from hccstrat.reports.html import Section
+
+runner = CliRunner()
+
+
+def test_train_and_predict(tmp_path, cohort):
+    clin = cohort.clinical.drop(columns=["afp_ng_ml"])  # registry with the AFP category only
+    clin.to_csv(tmp_path / "clin.csv", index=False)
+    rad = make_image_feature_proxies(cohort.latent, seed=0)["rad_"]
+    rad.to_csv(tmp_path / "rad.csv", index=False)
+    res = runner.invoke(
+        train_app,
+        [
+            "pre",
+            "--clinical",
+            str(tmp_path / "clin.csv"),
+            "--radiomics",
+            str(tmp_path / "rad.csv"),
+            "--out",
+            str(tmp_path / "pre.hccmodel"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "afp_ge_400 for afp_ng_ml" in " ".join(res.output.split())
+    root = typer.Typer()
+    register(root)
+    res = runner.invoke(
+        root,
+        [
+            "predict",
+            "--model",
+            str(tmp_path / "pre.hccmodel"),
+            "--clinical",
+            str(tmp_path / "clin.csv"),
+            "--out",
+            str(tmp_path / "pred.csv"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "lacked MRI image features" in " ".join(res.output.split())  # no radiomics at predict
+    pred = pd.read_csv(tmp_path / "pred.csv")
+    assert len(pred) == len(clin) and pred["score"].between(0, 1).all()
+
+
+def test_train_benefit_cli(tmp_path, cohort):
+    cohort.clinical.to_csv(tmp_path / "clin.csv", index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = runner.invoke(
+            train_app,
+            [
+                "benefit",
+                "--clinical",
+                str(tmp_path / "clin.csv"),
+                "--out",
+                str(tmp_path / "b.hccmodel"),
+                "--learner",
+                "t",
+                "--n-bootstrap",
+                "0",
+            ],
+        )
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "b.hccmodel.sha256").is_file()
+
+
+def test_missing_file_is_a_clean_error(tmp_path):
+    res = runner.invoke(
+        train_app,
+        ["post", "--clinical", str(tmp_path / "no.csv"), "--out", str(tmp_path / "x.hccmodel")],
+    )
+    assert res.exit_code != 0 and "table not found" in str(res.exception)
+
+
+def test_demo_stage(tmp_path):
+    steps = []
+    sections = demo_stage(toy_cohort(300, 3, seed=3), tmp_path, seed=0, progress=steps.append)
+    assert all(isinstance(s, Section) for s in sections) and len(sections) == 2
+    assert "PROXIES" in sections[0].body
+    assert sections[0].numbers["c_index"]["PRE (clinical + MRI)"] > 0.6
+    assert 0 <= sections[1].numbers["abstention_rate"] <= 1
+    assert (tmp_path / "models" / "pre.hccmodel").is_file() and steps
