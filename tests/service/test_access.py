@@ -57,7 +57,36 @@ def world(app_client):
             headers=h,
             json={"patient_id": f"D-{role}", "centre": "A", "clinical": {}},
         )
-    return client, H, {"pred": pred["id"], "eid": eid, "job": job["id"]}
+    study = _study_with_viewer(client, H)
+    return client, H, {"pred": pred["id"], "eid": eid, "job": job["id"], "study": study}
+
+
+def _study_with_viewer(client, H) -> int:
+    """A preprocessed study of P-A (tiny NIfTI phases and tumour mask) for the viewer."""
+    import json
+
+    import numpy as np
+    import SimpleITK as sitk
+
+    from hccstrat.storage.models import ImagingStudy, Patient
+
+    app = client.app
+    folder = app.state.settings.data_dir / "derived" / "P-A" / "study-x"
+    folder.mkdir(parents=True)
+    arr = np.zeros((6, 32, 32), np.float32)
+    arr[2:4, 10:20, 10:20] = 1
+    for name in ("pre", "arterial", "portal", "delayed", "tumour"):
+        img = sitk.GetImageFromArray(arr if name == "tumour" else arr * 50 + 10)
+        sitk.WriteImage(img, str(folder / f"{name}.nii.gz"))
+    phases = {p: f"{p}.nii.gz" for p in ("pre", "arterial", "portal", "delayed")}
+    (folder / "preprocess.json").write_text(json.dumps({"phases": phases}))
+    with app.state.sessionmaker() as s:
+        pid = s.query(Patient.id).filter(Patient.pseudo_id == "P-A").scalar()
+        row = ImagingStudy(patient_id=pid, study_uid="1.2.3", path=str(folder), sha256="0" * 64,
+                           info={"preprocessed": str(folder)})
+        s.add(row)
+        s.commit()
+        return row.id
 
 
 def _matrix(ids, role):
@@ -83,6 +112,7 @@ def _matrix(ids, role):
         ("POST", "/api/patients/{patient_id}/slides", "slides:write", {"content": b"II*\x00xx"}),
         ("GET", "/api/patients/{patient_id}/studies", "patients:read", {}),
         ("GET", "/api/patients/{patient_id}/slides", "patients:read", {}),
+        ("POST", "/api/patients/{patient_id}/studies/{study_id}/preprocess", "studies:write", {}),
         ("GET", "/api/jobs", "jobs:read", {}),
         ("GET", "/api/jobs/{job_id}", "jobs:read", {}),
         ("POST", "/api/patients/{patient_id}/predictions", "predictions:write", {"json": {}}),
@@ -121,6 +151,7 @@ def _matrix(ids, role):
         ("GET", "/api/trial/enrolments/{enrolment_id}", "trial:read", {}),
         ("GET", "/api/trial/{trial}/enrolments", "trial:read", {}),
         ("GET", "/api/trial/{trial}/summary", "trial:read", {}),
+        ("GET", "/api/trial/{trial}/allocation-audit", "audit:read", {}),
         ("GET", "/api/reports/patients/{patient_id}", "reports:read", {}),
         ("GET", "/api/reports/trial/{trial}", "reports:read", {}),
         ("GET", "/api/audit/verify", "audit:read", {}),
@@ -146,6 +177,7 @@ def _matrix(ids, role):
         ("GET", "/patients/{patient_id}", "patients:read", {}),
         ("GET", "/trial/{trial}", "trial:read", {}),
         ("GET", "/monitoring", "patients:read", {}),
+        ("GET", "/patients/{patient_id}/studies/{study_id}/phases.png", "patients:read", {}),
     ]
     fill = {
         "patient_id": "P-A",
@@ -153,6 +185,7 @@ def _matrix(ids, role):
         "enrolment_id": ids["eid"],
         "job_id": ids["job"],
         "prediction_id": ids["pred"],
+        "study_id": ids["study"],
         "username": "a_monitor",
         "role": role,
     }
@@ -197,7 +230,9 @@ def test_centre_b_never_sees_centre_a(world):
             if not role_has(role, perm):
                 continue
             targets_a = any(
-                k in t for k in ("{patient_id}", "{enrolment_id}", "{job_id}", "{prediction_id}")
+                k in t
+                for k in ("{patient_id}", "{enrolment_id}", "{job_id}", "{prediction_id}",
+                          "{study_id}")
             )
             if not targets_a and kw.get("json", {}).get("patient_id") != "P-A":
                 continue

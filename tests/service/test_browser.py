@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -52,6 +53,59 @@ def _dicom_zip(path: Path) -> Path:
         zf.writestr("mr/1.dcm", out.getvalue())
     path.write_bytes(buf.getvalue())
     return path
+
+
+def _add_images(data: Path, tmp: Path) -> None:
+    """Give P-WEB1 a preprocessed study, a slide with a heatmap and a benefit prediction."""
+    import json
+
+    import matplotlib.image as mpimg
+    import numpy as np
+    import SimpleITK as sitk
+    from sqlalchemy import select
+
+    from hccstrat.service.model_scorer import benefit_explanation
+    from hccstrat.storage import make_engine, make_sessionmaker
+    from hccstrat.storage.models import ImagingStudy, ModelVersion, Patient, Prediction, Slide
+    from hccstrat.synthetic.wsi import default_latent, write_slide
+
+    folder = data / "derived" / "P-WEB1" / "study-demo"
+    folder.mkdir(parents=True)
+    zz, yy, xx = np.mgrid[:8, :64, :64]
+    body = ((yy - 32) ** 2 + (xx - 32) ** 2 < 28**2).astype(np.float32)
+    tum = ((zz - 4) ** 2 * 9 + (yy - 30) ** 2 + (xx - 38) ** 2 < 64).astype(np.float32)
+    gain = {"pre": (1.0, 0.9), "arterial": (1.3, 2.2), "portal": (1.6, 1.3), "delayed": (1.5, 0.8)}
+    for ph, (liver, lesion) in gain.items():
+        arr = 100 * body * liver + 100 * tum * (lesion - liver)
+        sitk.WriteImage(sitk.GetImageFromArray(arr), str(folder / f"{ph}.nii.gz"))
+    sitk.WriteImage(sitk.GetImageFromArray(tum.astype(np.uint8)), str(folder / "tumour.nii.gz"))
+    (folder / "preprocess.json").write_text(json.dumps(
+        {"phases": {p: f"{p}.nii.gz" for p in gain}}))
+    slide = tmp / "slide.tiff"
+    write_slide(slide, default_latent(), size=(1024, 768), artefacts=False, geojson=False,
+                seed=1, texture_size=256)
+    heat = np.zeros((24, 32, 4), np.float32)
+    heat[6:18, 8:20] = (1.0, 0.2, 0.0, 0.8)
+    mpimg.imsave(str(slide) + ".heatmap.png", heat)
+    row = {"rfs24_surgery_alone": 0.52, "rfs24_surgery_alone_lo": 0.44,
+           "rfs24_surgery_alone_hi": 0.60, "rfs24_TACE": 0.71, "rfs24_TACE_lo": 0.63,
+           "rfs24_TACE_hi": 0.79, "rfs24_TACE_TKI": 0.66, "rfs24_TACE_TKI_lo": 0.55,
+           "rfs24_TACE_TKI_hi": 0.76, "best_arm": "TACE", "recommended": "TACE",
+           "policy": "TACE", "confident": True, "gain_rfs24": 0.12, "gain_rfs24_lo": 0.04,
+           "gain_rfs24_hi": 0.2, "outside_support": False}
+    engine = make_engine(f"sqlite:///{data / 'registry.sqlite'}")
+    with make_sessionmaker(engine)() as s:
+        pid = s.scalar(select(Patient.id).where(Patient.pseudo_id == "P-WEB1"))
+        mv = ModelVersion(name="benefit-demo", version="1", kind="BENEFIT")
+        s.add_all([mv, ImagingStudy(patient_id=pid, study_uid="1.2.3", path=str(folder),
+                                    sha256="0" * 64, info={"preprocessed": str(folder)}),
+                   Slide(patient_id=pid, path=str(slide), sha256="0" * 64, mpp=0.5, info={})])
+        s.flush()
+        s.add(Prediction(patient_id=pid, model_version_id=mv.id, kind="BENEFIT", score=0.71,
+                         input_sha256="0" * 64, explanation=benefit_explanation(
+                             row, ("surgery_alone", "TACE", "TACE_TKI"), 0.9)))
+        s.commit()
+    engine.dispose()
 
 
 @pytest.fixture
@@ -106,6 +160,7 @@ def server(tmp_path):
         json={"patient_id": "P-WEB1", "centre": "A", "clinical": clinical},
     )
     assert r.status_code == 201, r.text
+    _add_images(data, tmp_path)
     yield base, pw
     proc.terminate()
     proc.wait(10)
@@ -141,7 +196,7 @@ def test_walkthrough(server, tmp_path):
         page.goto(base + "/patients/P-WEB1")
         page.get_by_label("Upload a DICOM study (.zip)").set_input_files(str(study))
         page.get_by_role("button", name="Upload study").click()
-        expect(page.get_by_test_id("study")).to_contain_text("1 file(s)", timeout=20000)
+        expect(page.get_by_test_id("study").last).to_contain_text("1 file(s)", timeout=20000)
         page.get_by_role("button", name="Compute score").click()
         expect(page.get_by_test_id("score").first).to_contain_text("PRE")
         score = float(page.get_by_test_id("score").first.locator(".value").inner_text())
@@ -160,7 +215,28 @@ def test_walkthrough(server, tmp_path):
         page.goto(base + "/trial/NCT07417800")
         expect(page.get_by_test_id("count-allocated")).to_have_text("1")
         page.screenshot(path=shots / "04-trial.png", full_page=True)
+        # patient page backed by image data: phase viewer, slide + heatmap, regimen
+        page.goto(base + "/patients/P-WEB1")
+        viewer = page.get_by_role("img", name="Registered non-contrast, arterial")
+        expect(viewer).to_be_visible()
+        thumb = page.get_by_role("img", name="Thumbnail of slide")
+        expect(thumb).to_have_attribute("alt", re.compile("heatmap overlaid"))
+        for img in (viewer, thumb):
+            img.scroll_into_view_if_needed()
+            page.wait_for_function("(e) => e.complete && e.naturalWidth > 0",
+                                   arg=img.element_handle())
+        expect(page.get_by_test_id("recommended")).to_have_text("TACE")
+        expect(page.get_by_role("row", name=re.compile("TACE 71 %"))).to_be_visible()
+        page.screenshot(path=shots / "05-patient-images.png", full_page=True)
+        # keyboard: the first Tab reaches the skip link, which moves focus to the content
+        page.keyboard.press("Tab")
+        expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
         page.goto(base + "/monitoring")
-        expect(page.get_by_role("cell", name="toy-pre")).to_be_visible()
+        expect(page.get_by_role("heading", name=re.compile("PRE · toy-pre"))).to_be_visible()
+        page.screenshot(path=shots / "06-monitoring.png", full_page=True)
+        # every image on every page has alternative text
+        for url in ("/patients", "/patients/P-WEB1", "/trial/NCT07417800", "/monitoring"):
+            page.goto(base + url)
+            assert page.locator("img:not([alt])").count() == 0, url
         browser.close()
-    assert len(list(shots.glob("*.png"))) == 4
+    assert len(list(shots.glob("*.png"))) == 6

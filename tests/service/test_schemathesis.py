@@ -36,6 +36,7 @@ def test_no_server_error_on_generated_requests(sqlite_app):
 
             @settings(
                 max_examples=8,
+                derandomize=True,  # the same generated requests on every run (CI stability)
                 deadline=None,
                 database=None,
                 suppress_health_check=list(HealthCheck),

@@ -55,10 +55,13 @@ def test_migration_creates_every_table_and_is_idempotent(db_url):
     migrate(engine)  # second run is a no-op
     assert EXPECTED_TABLES <= set(inspect(engine).get_table_names())
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
         if engine.dialect.name == "sqlite":
             assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
             assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+    cols = {c["name"] for c in inspect(engine).get_columns("allocations")}
+    assert {"stratum", "model_version", "log_path", "log_hash"} <= cols
+    assert "inputs" in {c["name"] for c in inspect(engine).get_columns("predictions")}
     engine.dispose()
 
 

@@ -34,6 +34,10 @@ def serve(
     port: int = typer.Option(8000, help="TCP port."),
     data_dir: Path = _DATA,
     db: str = _DB,
+    model: list[str] = typer.Option(
+        [], "--model", help="KIND=path of a saved model, KIND one of PRE, POST, BENEFIT, e.g. "
+        "PRE=models/pre.hccmodel (checksum verified; repeatable)."
+    ),
     scorer: list[str] = typer.Option(
         [], "--scorer", help="KIND=package.module:factory, e.g. PRE=mypkg.pre:make (repeatable)."
     ),
@@ -47,14 +51,18 @@ def serve(
 
     from hccstrat.exceptions import ConfigError
     from hccstrat.service import ServiceSettings, create_app
+    from hccstrat.service.model_scorer import parse_model_specs
     from hccstrat.service.scoring import load_scorer
 
-    scorers = {}
+    scorers: dict = dict(parse_model_specs(model))
     for spec in scorer:
         kind, _, target = spec.partition("=")
-        if kind not in ("PRE", "POST") or not target:
+        if kind not in ("PRE", "POST", "BENEFIT") or not target:
             raise ConfigError(f"--scorer {spec!r} is not KIND=module:factory",
-                              hint="KIND is PRE or POST")
+                              hint="KIND is PRE, POST or BENEFIT")
+        if kind in scorers:
+            raise ConfigError(f"two scorers for {kind} (--model and --scorer)",
+                              hint="give one scorer per kind")
         scorers[kind] = load_scorer(target)
     if host not in ("127.0.0.1", "localhost", "::1"):
         logging.getLogger(__name__).warning(
@@ -152,6 +160,38 @@ def verify(data_dir: Path = _DATA, db: str = _DB) -> None:
         engine.dispose()
     typer.echo(res.summary())
     if not res.ok:
+        raise typer.Exit(code=9)
+
+
+@audit_app.command("allocations")
+def allocations(
+    trial: str = typer.Argument(..., help="Trial id, e.g. NCT07417800."),
+    data_dir: Path = _DATA,
+    db: str = _DB,
+) -> None:
+    """Verify a trial's allocation logs (chain, arms reproduced from the seed, database rows);
+    exit code 9 when a check fails."""
+    import json
+
+    from sqlalchemy import select
+
+    from hccstrat.service.allocation import audit_allocations
+    from hccstrat.storage.models import Allocation, Enrolment, Patient
+
+    engine, Session = _session(data_dir, db)
+    try:
+        with Session() as s:
+            q = (select(Allocation, Patient.pseudo_id)
+                 .join(Enrolment, Enrolment.id == Allocation.enrolment_id)
+                 .join(Patient, Patient.id == Enrolment.patient_id)
+                 .where(Enrolment.trial == trial))
+            rows = [{"patient_id": pid, "arm": a.arm, "log_hash": a.log_hash}
+                    for a, pid in s.execute(q).all()]
+    finally:
+        engine.dispose()
+    rep = audit_allocations(data_dir, trial, rows)
+    typer.echo(json.dumps(rep, indent=2, default=str))
+    if not rep["ok"]:
         raise typer.Exit(code=9)
 
 

@@ -29,6 +29,7 @@ _STATUS = {
     "HCC-AUTH-429": 429,
     "HCC-UPLOAD-413": 413,
     "HCC-SCORE-503": 503,
+    "HCC-TRIAL-001": 409,
     DataValidationError.code: 422,
 }
 

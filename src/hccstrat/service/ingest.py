@@ -18,9 +18,10 @@ from typing import Any
 from hccstrat.exceptions import InputFileError
 from hccstrat.io.atomic import atomic_path, sha256_file
 from hccstrat.storage import repositories as repo
-from hccstrat.storage.models import ImagingStudy, Job, Patient, Slide
+from hccstrat.storage.models import DerivedFeature, ImagingStudy, Job, Patient, Slide
 
-__all__ = ["ingest_dicom_job", "ingest_wsi_job", "pseudonym_table", "score_job"]
+__all__ = ["ingest_dicom_job", "ingest_wsi_job", "preprocess_mri_job", "pseudonym_table",
+           "score_job"]
 
 log = logging.getLogger(__name__)
 
@@ -159,3 +160,42 @@ def score_job(worker, job: Job, progress) -> dict[str, Any]:
         pred = run_prediction(s, worker.settings.scorers, scope, patient, job.params["kind"])
         s.commit()
         return {"prediction_id": pred.id, "score": pred.score}
+
+
+def preprocess_mri_job(worker, job: Job, progress) -> dict[str, Any]:
+    """Preprocess a stored 4-phase study (registration, normalisation, ROI) for the viewer.
+
+    Masks come from a DICOM SEG uploaded with the study (or ``masks/`` NIfTI files);
+    the tumour volume is stored as the derived feature ``mri_tumour_volume_ml``.
+    """
+    from hccstrat.radiology.batch import stage_preprocess
+    from hccstrat.radiology.preprocess import PreprocessConfig, load_preprocessed
+    from hccstrat.service.figures import derived_dir, tumour_volume_ml
+
+    patient, scope = _job_context(worker, job)
+    with worker.sessionmaker() as s:
+        study = s.get(ImagingStudy, int(job.params["study_id"]))
+        src = Path(study.path)
+    out = derived_dir(worker.settings.data_dir, patient.pseudo_id, f"study-{study.id}")
+    progress(0.1, "registering and normalising the phases")
+    stage_preprocess((src, out, PreprocessConfig()))
+    pre = load_preprocessed(out)
+    volume = tumour_volume_ml(pre.tumour) if pre.tumour and pre.tumour.is_file() else None
+    progress(0.9, "recording the result")
+    with worker.sessionmaker() as s:
+        row = s.get(ImagingStudy, study.id)
+        before = dict(row.info or {})
+        row.info = {**before, "preprocessed": str(out)}
+        if volume is not None:
+            repo.audited_add(s, scope, DerivedFeature(
+                patient_id=patient.id, source=f"study:{study.id}", name="mri_tumour_volume_ml",
+                value=volume, extractor="hccstrat.radiology.preprocess"),
+                entity="derived_feature", centre_id=patient.centre_id)
+        from hccstrat.storage.audit import append_event
+
+        append_event(s, actor=scope.actor, action="update", entity="imaging_study",
+                     entity_id=study.id, centre_id=patient.centre_id, before=before,
+                     after=row.info)
+        s.commit()
+    return {"study_id": study.id, "tumour_volume_ml": volume,
+            "phases": sorted(pre.phases)}

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from hccstrat.exceptions import ModelError
 from hccstrat.service.scoring import ScorerUnavailableError, input_hash
 from hccstrat.storage import repositories as repo
+from hccstrat.storage.audit import jsonable
 from hccstrat.storage.models import DerivedFeature, ModelVersion, Patient, Prediction
 
 __all__ = ["latest_features", "model_version_row", "prediction_out", "run_prediction"]
@@ -51,7 +52,8 @@ def run_prediction(session: Session, scorers: dict[str, Any], scope: repo.Scope,
     if scorer is None:
         raise ScorerUnavailableError(
             f"no {kind} scorer is configured on this server",
-            hint="start the server with --scorer " + kind + "=package.module:factory",
+            hint=f"start the server with --model {kind}=path.hccmodel or --scorer "
+                 f"{kind}=package.module:factory",
         )
     rec = repo.latest_clinical(session, patient)
     clinical = rec.data if rec else {}
@@ -64,7 +66,9 @@ def run_prediction(session: Session, scorers: dict[str, Any], scope: repo.Scope,
     mv = model_version_row(session, scorer, kind)
     pred = Prediction(patient_id=patient.id, model_version_id=mv.id, kind=kind, score=score,
                       input_sha256=input_hash(kind, clinical, features),
-                      explanation=dict(res.explanation or {}), created_by=scope.user_id)
+                      explanation=dict(res.explanation or {}),
+                      inputs=jsonable({"clinical": clinical, "features": features}),
+                      created_by=scope.user_id)
     repo.audited_add(session, scope, pred, entity="prediction", centre_id=patient.centre_id)
     return pred
 

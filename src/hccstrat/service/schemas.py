@@ -79,7 +79,8 @@ class ClinicalIn(_In):
 
 
 class PredictIn(_In):
-    kind: Literal["PRE", "POST"] = "PRE"
+    kind: Literal["PRE", "POST", "BENEFIT"] = Field(
+        "PRE", description="PRE/POST risk score, or BENEFIT (adjuvant regimen recommendation)")
     background: bool = Field(False, description="run as a background job (202 + job)")
 
 
@@ -96,8 +97,9 @@ class EnrolIn(_In):
 
 
 class AllocateIn(_In):
-    method: Literal["pre_rule", "randomised"] = "pre_rule"
-    stratum: str = Field("all", pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    method: Literal["pre_rule", "randomised"] = Field(
+        "pre_rule", description="pre_rule: by the latest PRE score (NCT07282184); randomised: "
+        "concealed permuted blocks stratified by centre x PRE risk group")
 
 
 class VisitIn(_In):

@@ -217,6 +217,7 @@ class Prediction(Base):
     score: Mapped[float] = mapped_column(Float)
     input_sha256: Mapped[str] = mapped_column(String(64))
     explanation: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    inputs: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     created_at: Mapped[dt.datetime] = _ts()
     model_version: Mapped[ModelVersion] = relationship()
@@ -267,9 +268,13 @@ class Allocation(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     enrolment_id: Mapped[int] = mapped_column(ForeignKey("enrolments.id"), unique=True)
     arm: Mapped[str] = mapped_column(String(64))
-    method: Mapped[str] = mapped_column(String(32))  # "pre_rule" or "randomised"
+    method: Mapped[str] = mapped_column(String(32))  # pre_rule | permuted_blocks
     score: Mapped[float | None] = mapped_column(Float, nullable=True)
     sequence_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    stratum: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    model_version: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    log_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    log_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     allocated_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     allocated_at: Mapped[dt.datetime] = _ts()
 

@@ -6,6 +6,7 @@ from hccstrat.service.routers import (
     admin,
     audit,
     auth,
+    images,
     jobs,
     patients,
     predictions,
@@ -19,4 +20,5 @@ __all__ = ["ROUTERS"]
 
 #: routers included by :func:`hccstrat.service.create_app`, in order
 ROUTERS = [auth.router, admin.router, patients.router, uploads.router, jobs.router,
-           predictions.router, trial.router, reports.router, audit.router, ui.router]
+           predictions.router, trial.router, reports.router, audit.router, images.router,
+           ui.router]

@@ -1,23 +1,23 @@
 """Trial endpoints: screening, enrolment, allocation, visits, adverse events.
 
-Eligibility comes from :mod:`hccstrat.trial.eligibility` (imported when used);
-allocation by the PRE rule uses the patient's latest stored PRE prediction, and
-randomisation uses concealed permuted blocks (keyed by the server secret) whose
-position is the count of earlier randomisations in the stratum, taken under the
-registry's write lock.
+Eligibility comes from :mod:`hccstrat.trial.eligibility`. Allocation goes through
+:mod:`hccstrat.service.allocation`, which drives the library's PRE rule
+(:func:`hccstrat.trial.allocation.allocate_pre`) and concealed stratified block
+randomisation (:class:`hccstrat.trial.randomisation.BlockRandomiser`) with the
+hash-chained allocation log, under the registry's write lock.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
+import os
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from hccstrat.service.allocation import TRIALS, trial_config
 from hccstrat.service.deps import DB, Allowed
 from hccstrat.service.schemas import AdverseEventIn, AllocateIn, EnrolIn, ScreenIn, VisitIn
 from hccstrat.service.security import Principal
@@ -37,24 +37,13 @@ __all__ = ["TRIALS", "router", "trial_summary"]
 router = APIRouter(prefix="/api/trial", tags=["trial"])
 _READ = Allowed("trial:read")
 _WRITE = Allowed("trial:write")
+_AUDIT = Allowed("audit:read")
 _EID = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
-#: trial id -> rule set and arms
-TRIALS: dict[str, dict[str, Any]] = {
-    "NCT07282184": {"ruleset": "nct07282184", "threshold": 0.5,
-                    "pre_arms": ("neoadjuvant_HAIC_LEN_PD1", "upfront_resection"),
-                    "random_arms": ("neoadjuvant_HAIC_LEN_PD1", "upfront_resection")},
-    "NCT07417800": {"ruleset": "nct07417800", "threshold": 0.5, "pre_arms": None,
-                    "random_arms": ("model_assisted", "standard_care")},
-}
-_BLOCK = 4
 
 
 def _trial(trial: str) -> dict[str, Any]:
-    if trial not in TRIALS:
-        raise repo.RecordNotFoundError(f"trial {trial!r} unknown",
-                                       hint="one of " + ", ".join(TRIALS))
-    return TRIALS[trial]
+    return trial_config(trial)
 
 
 def _enrolment(session: Session, p: Principal, enrolment_id: int) -> Enrolment:
@@ -69,7 +58,8 @@ def _out(session: Session, e: Enrolment) -> dict[str, Any]:
     alloc = session.scalar(select(Allocation).where(Allocation.enrolment_id == e.id))
     return {"id": e.id, "trial": e.trial, "patient_id": e.patient.pseudo_id, "status": e.status,
             "eligible": e.eligible, "reasons": e.reasons, "consent": e.consent,
-            "arm": alloc.arm if alloc else None, "method": alloc.method if alloc else None}
+            "arm": alloc.arm if alloc else None, "method": alloc.method if alloc else None,
+            "stratum": alloc.stratum if alloc else None}
 
 
 def _audit(session, p: Principal, action: str, entity: str, eid, centre_id, before, after):
@@ -125,52 +115,56 @@ def enrol(enrolment_id: _EID, body: EnrolIn, session: DB, p: _WRITE):
     return _out(session, e)
 
 
-def _random_arm(secret: bytes, trial: str, stratum: str, seq: int, arms: tuple[str, ...]) -> str:
-    block, pos = divmod(seq, _BLOCK)
-    key = hmac.new(secret, f"{trial}|{stratum}|{block}".encode(), hashlib.sha256).digest()
-    labels = [arms[i % len(arms)] for i in range(_BLOCK)]
-    order = sorted(range(_BLOCK), key=lambda i: hashlib.sha256(key + bytes([i])).digest())
-    return labels[order[pos]]
+def _latest_pre(session: Session, patient_id: int) -> Prediction | None:
+    return session.scalar(select(Prediction).where(
+        Prediction.patient_id == patient_id, Prediction.kind == "PRE")
+        .order_by(Prediction.id.desc()).limit(1))
 
 
 @router.post("/enrolments/{enrolment_id}/allocate", status_code=201,
-             summary="Assign an arm (PRE rule or concealed block randomisation)")
+             summary="Assign an arm (PRE rule, or concealed stratified block randomisation)",
+             description="`pre_rule`: the latest stored PRE score and its model version decide "
+             "the arm (NCT07282184). `randomised`: the next sealed envelope of the stratum "
+             "centre x risk group (PRE >= threshold: high, below: low, no score: unknown) is "
+             "opened. Every decision is appended to the trial's hash-chained allocation log.")
 def allocate(enrolment_id: _EID, body: AllocateIn, request: Request, session: DB, p: _WRITE):
+    from hccstrat.service.allocation import allocate_by_pre_rule, randomise, risk_group
+
     e = _enrolment(session, p, enrolment_id)
     cfg = _trial(e.trial)
-    # take the write lock first so the sequence count below cannot race
+    # take the registry's write lock first: allocations (and their logs) are serialised
     session.execute(text("UPDATE audit_head SET seq = seq WHERE id = 1"))
+    session.refresh(e)
     if e.status != "enrolled":
         raise repo.ConflictError(f"enrolment is {e.status}", hint="enrol the patient first")
     if session.scalar(select(Allocation.id).where(Allocation.enrolment_id == e.id)):
         raise repo.ConflictError("an arm is already allocated", hint="allocation is final")
-    score = seq = None
+    data_dir = request.app.state.settings.data_dir
+    pred = _latest_pre(session, e.patient_id)
+    version = (f"{pred.model_version.name}:{pred.model_version.version}" if pred else None)
     if body.method == "pre_rule":
         if not cfg["pre_arms"]:
             raise repo.ConflictError(f"{e.trial} does not allocate by the PRE rule",
                                      hint="use method 'randomised'")
-        pred = session.scalar(select(Prediction).where(
-            Prediction.patient_id == e.patient_id, Prediction.kind == "PRE")
-            .order_by(Prediction.id.desc()).limit(1))
         if pred is None:
             raise repo.ConflictError("no PRE prediction stored for this patient",
                                      hint="score the patient first")
-        score = pred.score
-        arm = cfg["pre_arms"][0] if score >= cfg["threshold"] else cfg["pre_arms"][1]
+        d = allocate_by_pre_rule(data_dir, e.trial, patient_key=e.patient.pseudo_id,
+                                 score=pred.score, model_version=version)
     else:
-        seq = session.scalar(select(func.count(Allocation.id)).join(
-            Enrolment, Enrolment.id == Allocation.enrolment_id).where(
-            Enrolment.trial == e.trial, Allocation.method == "randomised:" + body.stratum)) or 0
-        arm = _random_arm(request.app.state.secret, e.trial, body.stratum, seq,
-                          cfg["random_arms"])
-    alloc = Allocation(enrolment_id=e.id, arm=arm,
-                       method=body.method if body.method == "pre_rule" else
-                       "randomised:" + body.stratum,
-                       score=score, sequence_number=seq, allocated_by=p.user_id)
+        d = randomise(data_dir, e.trial, patient_key=e.patient.pseudo_id,
+                      centre=e.patient.centre.code,
+                      risk=risk_group(pred.score if pred else None, cfg["threshold"]))
+    alloc = Allocation(enrolment_id=e.id, arm=d.arm, method=d.method,
+                       score=pred.score if pred else None, sequence_number=d.index,
+                       stratum=d.stratum, model_version=version,
+                       log_path=os.path.basename(d.log_path),
+                       log_hash=d.log_hash, allocated_by=p.user_id)
     repo.audited_add(session, p.scope, alloc, entity="allocation", centre_id=e.patient.centre_id)
     e.status = "allocated"
     session.commit()
-    return {**_out(session, e), "score": score, "sequence_number": seq}
+    return {**_out(session, e), "score": alloc.score, "model_version": version,
+            "stratum": d.stratum, "sequence_number": d.index, "log_hash": d.log_hash}
 
 
 @router.post("/enrolments/{enrolment_id}/visits", status_code=201, summary="Record a visit")
@@ -249,6 +243,25 @@ def trial_summary(session: Session, p: Principal, trial: str) -> dict[str, Any]:
         "upcoming_visits": [{"patient_id": pid[v.enrolment_id], "name": v.name,
                              "due_date": v.due_date.isoformat()} for v in upcoming],
     }
+
+
+@router.get("/{trial}/allocation-audit",
+            summary="Verify the allocation logs: hash chains, arms reproduced from the seed, "
+            "and every stored allocation present in its log")
+def allocation_audit(trial: str, request: Request, session: DB, p: _AUDIT):
+    from hccstrat.service.allocation import audit_allocations
+
+    _trial(trial)
+    q = (select(Allocation, Patient.pseudo_id).join(Enrolment, Enrolment.id ==
+         Allocation.enrolment_id).join(Patient, Patient.id == Enrolment.patient_id)
+         .where(Enrolment.trial == trial))
+    rows = [{"patient_id": pid, "arm": a.arm, "log_hash": a.log_hash}
+            for a, pid in session.execute(q).all()]
+    rep = audit_allocations(request.app.state.settings.data_dir, trial, rows)
+    # a centre-bound monitor gets the verdict, not other centres' log details
+    if p.centre_id is not None:
+        rep = {"ok": rep["ok"], "n_logs": len(rep["logs"]), "problems": len(rep["problems"])}
+    return rep
 
 
 @router.get("/{trial}/summary", summary="CONSORT counts, arms, AEs and upcoming visits")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,7 +20,6 @@ from hccstrat.storage.models import (
     Enrolment,
     ImagingStudy,
     Job,
-    ModelVersion,
     Prediction,
     Slide,
 )
@@ -130,10 +128,19 @@ def patient_page(patient_id: str, request: Request, session: DB, p: _READ,
                            .order_by(Job.id.desc()).limit(10)).all()
     enrolments = session.scalars(select(Enrolment).where(
         Enrolment.patient_id == patient.id)).all()
+    from hccstrat.service.figures import heatmap_path
+    from hccstrat.service.predict import latest_features
     from hccstrat.service.routers.trial import _out
 
-    return _page(request, "patient.html", p, patient=patient, record=rec, predictions=preds,
-                 studies=studies, slides=slides, jobs=jobs, error=error,
+    viewer = [s for s in studies if (s.info or {}).get("preprocessed")
+              and (Path(s.info["preprocessed"]) / "preprocess.json").is_file()]
+    heat = {s.id: heatmap_path(s.path, s.info or {}) is not None for s in slides}
+    benefit = next((r for r in preds if r.kind == "BENEFIT"
+                    and isinstance(r.explanation.get("regimen"), dict)), None)
+    return _page(request, "patient.html", p, patient=patient, record=rec,
+                 predictions=[r for r in preds if r.kind != "BENEFIT"], studies=studies,
+                 viewer=viewer, slides=slides, heat=heat, benefit=benefit, jobs=jobs,
+                 features=latest_features(session, patient), error=error,
                  enrolments=[_out(session, e) for e in enrolments])
 
 
@@ -200,20 +207,17 @@ def trial_page(trial: str, request: Request, session: DB, p: _TRIAL_READ):
 
 @router.get("/monitoring", response_class=HTMLResponse)
 def monitoring_page(request: Request, session: DB, p: _READ):
-    """Predictions per model version and month (mean score): the drift view."""
-    from hccstrat.storage.models import Patient
+    """Drift of scores and inputs, and rolling performance, per model version."""
+    from hccstrat.service.monitoring import MIN_PER_PERIOD, monitoring_report
 
-    q = (select(ModelVersion.name, ModelVersion.version, Prediction.kind, Prediction.score,
-                Prediction.created_at)
-         .join(ModelVersion, ModelVersion.id == Prediction.model_version_id)
-         .join(Patient, Patient.id == Prediction.patient_id))
-    if p.centre_id is not None:
-        q = q.where(Patient.centre_id == p.centre_id)
-    groups: dict[tuple, list[float]] = {}
-    for name, version, kind, score, created in session.execute(q).all():
-        when = created if isinstance(created, dt.datetime) else dt.datetime.fromisoformat(created)
-        groups.setdefault((name, version, kind, when.strftime("%Y-%m")), []).append(score)
-    rows = [{"model": k[0], "version": k[1], "kind": k[2], "month": k[3], "n": len(v),
-             "mean": sum(v) / len(v), "high": sum(s >= 0.5 for s in v) / len(v)}
-            for k, v in sorted(groups.items())]
-    return _page(request, "monitoring.html", p, rows=rows)
+    return _page(request, "monitoring.html", p, models=monitoring_report(session, p.scope),
+                 min_per_period=MIN_PER_PERIOD)
+
+
+@router.post("/patients/{patient_id}/studies/{study_id}/preprocess")
+def preprocess_form(patient_id: str, study_id: _EID, request: Request, session: DB,
+                    p: Allowed("studies:write")):
+    from hccstrat.service.routers.uploads import preprocess_study
+
+    return _guard(lambda: preprocess_study(patient_id, study_id, request, session, p),
+                  f"/patients/{patient_id}", session)

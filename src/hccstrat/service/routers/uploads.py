@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import APIRouter, Request
+from fastapi import Path as PathParam
+from sqlalchemy import select
 
 from hccstrat.exceptions import HccstratError
 from hccstrat.service.deps import DB, Allowed
@@ -98,7 +101,27 @@ def list_studies(patient_id: str, session: DB, p: _READ):
     rows = session.query(ImagingStudy).filter(ImagingStudy.patient_id == patient.id).all()
     return [{"id": r.id, "modality": r.modality, "study_uid": r.study_uid, "n_files": r.n_files,
              "sha256": r.sha256, "burned_in_flag": r.burned_in_flag,
-             "series": r.info.get("series", {})} for r in rows]
+             "series": r.info.get("series", {}),
+             "preprocessed": bool(r.info.get("preprocessed"))} for r in rows]
+
+
+@router.post("/{patient_id}/studies/{study_id}/preprocess", status_code=202,
+             summary="Preprocess a 4-phase study (registration, normalisation, tumour ROI) "
+             "in a background job; the patient page then shows the phase viewer",
+             responses={404: {"description": "no such patient or study"}})
+def preprocess_study(patient_id: str, study_id: Annotated[int, PathParam(ge=1, le=2**31 - 1)],
+                     request: Request, session: DB, p: _STUDY):
+    patient = repo.get_patient(session, p.scope, patient_id)
+    study = session.scalar(select(ImagingStudy).where(ImagingStudy.id == study_id,
+                                                      ImagingStudy.patient_id == patient.id))
+    if study is None:
+        raise repo.RecordNotFoundError(f"study {study_id} not found",
+                                       hint="list the patient's studies first")
+    job = queue_job(session, p, kind="preprocess_mri", patient=patient,
+                    params={"study_id": study.id})
+    session.commit()
+    request.app.state.worker.notify()
+    return job_out(job)
 
 
 @router.get("/{patient_id}/slides", summary="Scrubbed slides of a patient")

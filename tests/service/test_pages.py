@@ -1,0 +1,179 @@
+"""Patient page backed by real data (MRI phase viewer, slide thumbnail + heatmap, regimen)
+and model monitoring with drift statistics."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from hccstrat.service.testing import login, seed_accounts
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _wait(client, h, job_id, timeout=60.0):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        job = client.get(f"/api/jobs/{job_id}", headers=h).json()
+        if job["status"] in ("done", "failed"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+def _study_zip(tmp: Path) -> tuple[bytes, float]:
+    import SimpleITK as sitk
+
+    from hccstrat.synthetic.mri import default_latent, write_study
+
+    info = write_study(tmp / "study", default_latent(True), vendor="GE", patient_id="MRN-1",
+                       shape=(48, 48, 12), spacing=(6.0, 6.0, 8.0), seed=3)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for f in sorted((info.study_dir / "DICOM").rglob("*")):
+            if f.is_file():
+                zf.write(f, f.relative_to(info.study_dir).as_posix())
+        zf.write(info.seg_file, "masks/seg.dcm")
+    m = sitk.ReadImage(str(info.tumour_mask))
+    vol = float((sitk.GetArrayFromImage(m) > 0).sum() * np.prod(m.GetSpacing()) / 1000)
+    return buf.getvalue(), vol
+
+
+@pytest.mark.slow
+def test_mri_viewer_from_an_uploaded_study(sqlite_app, tmp_path):
+    app = sqlite_app()
+    content, true_ml = _study_zip(tmp_path)
+    with TestClient(app) as client:
+        seed_accounts(app)
+        h = login(client, "a_radiologist")
+        client.post("/api/patients", headers=login(client, "a_investigator"),
+                    json={"patient_id": "P-MRI", "centre": "A", "clinical": {}})
+        job = client.post("/api/patients/P-MRI/studies", headers=h, content=content).json()
+        assert _wait(client, h, job["id"])["status"] == "done"
+        study = client.get("/api/patients/P-MRI/studies", headers=h).json()[0]
+        assert study["preprocessed"] is False
+        job = client.post(f"/api/patients/P-MRI/studies/{study['id']}/preprocess",
+                          headers=h).json()
+        done = _wait(client, h, job["id"])
+        assert done["status"] == "done", done
+        assert done["result"]["phases"] == ["arterial", "delayed", "portal", "pre"]
+        # the tumour volume from the de-identified SEG matches the ground-truth mask
+        assert done["result"]["tumour_volume_ml"] == pytest.approx(true_ml, rel=0.25)
+        page = client.get("/patients/P-MRI", headers=h).text
+        assert 'data-testid="phase-viewer"' in page and "tumour outlined" in page
+        png = client.get(f"/patients/P-MRI/studies/{study['id']}/phases.png", headers=h)
+        assert png.status_code == 200 and png.content.startswith(PNG)
+        assert client.get(f"/patients/P-MRI/studies/{study['id']}/phases.png",
+                          headers=login(client, "b_radiologist")).status_code == 404
+
+
+def test_slide_thumbnail_with_heatmap_and_regimen(sqlite_app, tmp_path):
+    import matplotlib.image as mpimg
+
+    from hccstrat.service.model_scorer import benefit_explanation
+    from hccstrat.service.scoring import ScoreResult
+    from hccstrat.storage.models import Patient, Slide
+    from hccstrat.synthetic.wsi import default_latent, write_slide
+
+    slide = tmp_path / "s1.tiff"
+    write_slide(slide, default_latent(), size=(1024, 768), artefacts=False, geojson=False,
+                seed=1, texture_size=256)
+
+    class Benefit:
+        """Fixed benefit prediction (test stand-in)."""
+
+        name, version = "benefit-test", "1"
+
+        def __call__(self, clinical, features):
+            row = {"rfs24_surgery_alone": 0.52, "rfs24_surgery_alone_lo": 0.44,
+                   "rfs24_surgery_alone_hi": 0.60, "rfs24_TACE": 0.71, "rfs24_TACE_lo": 0.63,
+                   "rfs24_TACE_hi": 0.79, "best_arm": "TACE", "recommended": "TACE",
+                   "policy": "TACE", "confident": True, "gain_rfs24": 0.12,
+                   "gain_rfs24_lo": 0.04, "gain_rfs24_hi": 0.2, "outside_support": False}
+            expl = benefit_explanation(row, ("surgery_alone", "TACE"), 0.9)
+            return ScoreResult(0.71, expl)
+
+    app = sqlite_app()
+    app.state.settings.scorers["BENEFIT"] = Benefit()
+    with TestClient(app) as client:
+        seed_accounts(app)
+        h = login(client, "a_investigator")
+        client.post("/api/patients", headers=h,
+                    json={"patient_id": "P-WSI", "centre": "A", "clinical": {}})
+        with app.state.sessionmaker() as s:
+            pid = s.query(Patient.id).filter(Patient.pseudo_id == "P-WSI").scalar()
+            row = Slide(patient_id=pid, path=str(slide), sha256="0" * 64, mpp=0.5, info={})
+            s.add(row)
+            s.commit()
+            sid = row.id
+        url = f"/patients/P-WSI/slides/{sid}/thumbnail.png"
+        plain = client.get(url, headers=h)
+        assert plain.status_code == 200 and plain.content.startswith(PNG)
+        heat = np.zeros((12, 16, 4), np.float32)
+        heat[..., 0], heat[..., 3] = 1.0, 1.0  # all red
+        mpimg.imsave(str(slide) + ".heatmap.png", heat)
+        over = client.get(url, headers=h)
+        assert over.status_code == 200 and over.content != plain.content
+        a = mpimg.imread(io.BytesIO(plain.content))[..., :3].mean(axis=(0, 1))
+        b = mpimg.imread(io.BytesIO(over.content))[..., :3].mean(axis=(0, 1))
+        assert b[0] - b[2] > a[0] - a[2] + 0.1  # the red overlay shows
+        assert client.get(url, headers=login(client, "b_investigator")).status_code == 404
+        r = client.post("/api/patients/P-WSI/predictions", headers=h, json={"kind": "BENEFIT"})
+        assert r.status_code == 201, r.text
+        page = client.get("/patients/P-WSI", headers=h).text
+        assert 'data-testid="slide-thumb"' in page and "heatmap overlaid" in page
+        assert 'data-testid="recommended">TACE' in page and "63–79 %" in page
+
+
+def test_monitoring_shows_input_and_score_drift(app_client):
+    from hccstrat.storage.models import ModelVersion, Patient, Prediction
+
+    client, H = app_client
+    app = client.app
+    rng = np.random.default_rng(0)
+    t0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    with app.state.sessionmaker() as s:
+        mv = ModelVersion(name="pre-mon", version="v1", kind="PRE")
+        s.add(mv)
+        s.flush()
+        for i in range(60):
+            p = Patient(pseudo_id=f"P-MON{i}", centre_id=1)
+            s.add(p)
+            s.flush()
+            late = i >= 30  # the second half comes from another case mix
+            afp = float(rng.lognormal(6 if late else 3, 0.5))
+            size = float(rng.normal(5, 1.5))
+            score = float(np.clip(rng.normal(0.7 if late else 0.3, 0.08), 0, 1))
+            s.add(Prediction(patient_id=p.id, model_version_id=mv.id, kind="PRE", score=score,
+                             input_sha256="0" * 64, explanation={},
+                             inputs={"clinical": {"afp_ng_ml": afp, "tumour_size_cm": size,
+                                                  "sex": "M" if i % 2 else "F"},
+                                     "features": {}},
+                             created_at=t0 + dt.timedelta(days=3 * i)))
+        s.commit()
+    page = client.get("/monitoring", headers=H["a_statistician"])
+    assert page.status_code == 200
+    text = page.text
+    assert "pre-mon" in text and 'data-testid="input-drift"' in text
+    from hccstrat.service.monitoring import monitoring_report
+    from hccstrat.storage.repositories import Scope
+
+    with app.state.sessionmaker() as s:
+        rep = {m["model"]: m for m in monitoring_report(s, Scope(actor="t", centre_id=1))}
+    m = rep["pre-mon"]
+    assert m["drift"]["level"] == "major" and m["drift"]["score_psi"] > 0.25
+    flags = {r["column"]: r["drift"] for r in m["inputs"]}
+    assert flags["afp_ng_ml"] is True and flags["tumour_size_cm"] is False
+    assert flags["sex"] is False
+    assert m["performance"]["available"] is False  # no outcomes recorded
+    # centre B sees none of centre A's predictions
+    with app.state.sessionmaker() as s:
+        assert all(r["model"] != "pre-mon" for r in monitoring_report(
+            s, Scope(actor="t", centre_id=2)))
