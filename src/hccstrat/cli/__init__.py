@@ -25,12 +25,14 @@ app = typer.Typer(
     add_completion=False,
 )
 
-#: (module, group name) of the command groups; each module defines ``app``.
-_GROUPS: list[tuple[str, str]] = [
+#: (module, group name[, attribute]) of the command groups; the attribute defaults to ``app``.
+_GROUPS: list[tuple[str, ...]] = [
     ("hccstrat.cli.cohort", "cohort"),
     ("hccstrat.cli.trial", "trial"),
     ("hccstrat.cli.wsi", "wsi"),
     ("hccstrat.cli.mri", "mri"),
+    ("hccstrat.cli.distributed", "distributed"),
+    ("hccstrat.cli.distributed", "federated", "federated_app"),
 ]
 #: modules that register top-level commands on :data:`app`
 _COMMANDS: list[str] = ["hccstrat.cli.scores", "hccstrat.cli.validate", "hccstrat.cli.demo"]
@@ -58,8 +60,8 @@ def _root(
     )
 
 
-for _module, _name in _GROUPS:
-    app.add_typer(importlib.import_module(_module).app, name=_name)
+for _module, _name, *_attr in _GROUPS:
+    app.add_typer(getattr(importlib.import_module(_module), *(_attr or ["app"])), name=_name)
 for _module in _COMMANDS:
     importlib.import_module(_module)
 for _module in ("hccstrat.cli.serve", "hccstrat.cli.models"):
