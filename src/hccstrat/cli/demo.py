@@ -27,6 +27,7 @@ STAGES: list[tuple[str, str]] = [
     ("prediction models", "hccstrat.cli.models:demo_stage"),
     ("validation", "hccstrat.cli.validate:demo_stage"),
     ("whole-slide images", "hccstrat.cli.wsi:demo_stage"),
+    ("tumour immune microenvironment", "hccstrat.cli._demo_time:demo_stage_time"),
     ("trial", "hccstrat.cli.trial:demo_stage"),
 ]
 

@@ -12,9 +12,13 @@ from typing import Any
 
 import typer
 
+from hccstrat.cli._time_commands import register as _register_time_commands
+
 __all__ = ["app", "demo_stage"]
 
 app = typer.Typer(help="H&E whole-slide images: tile, QC, embed, synthesise.", no_args_is_help=True)
+
+_register_time_commands(app)  # time | annotate | mil | heatmap
 
 _INPUTS = typer.Argument(..., help="Slide files and/or folders of slides.")
 _OUT = typer.Option(..., "--out", "-o", help="Output folder (manifest, masks, outputs).")

@@ -1,0 +1,492 @@
+"""Tumour immune microenvironment (TIME) panel from an H&E slide.
+
+Pipeline per slide: tissue detection → tiles (``patch_size`` px at ``target_mpp``;
+default 128 px at 0.5 µm/px = 64 µm) → tile QC, encoder features, lymphocyte counts
+(:mod:`hccstrat.pathology.lymphocytes`) → tissue class per tile
+(:class:`~hccstrat.pathology.tile_classifier.TileClassifier`) → compartments on the
+tile grid → one panel row.
+
+Compartments (on the tile grid; see :func:`measure_time`):
+
+* **tumour bed**: tiles classified tumour, closed by one tile and hole-filled (so
+  intratumoral stroma, infiltrates and necrosis belong to it); components smaller
+  than ``min_tumour_tiles`` are dropped.
+* **invasive margin**: tissue tiles whose centre lies within ``margin_um / 2`` of the
+  tumour-bed boundary, inside or outside (a band ``margin_um`` wide centred on the
+  boundary; 1 mm by default, the usual immunoscore convention).
+* **tumour core**: tumour-bed tiles outside the margin band (the whole bed when the
+  band covers it).
+
+Panel columns (:data:`PANEL_COLUMNS`, one row per patient, all prefixed ``time_`` so
+the POST and benefit models pick them up):
+
+==============================  ==========  ==============================================
+column                          unit        meaning
+==============================  ==========  ==============================================
+time_tissue_area_mm2            mm²         tissue area of QC-passed tiles
+time_tumour_area_mm2            mm²         tissue area of the tumour bed
+time_lymphocyte_density_tumour  cells/mm²   lymphocytes per mm² of tumour core
+time_lymphocyte_density_margin  cells/mm²   lymphocytes per mm² of invasive margin
+time_margin_tumour_ratio        ratio       margin / tumour density (+1 cell/mm² each)
+time_immune_dense_fraction      fraction    immune-dense share of the tumour bed
+time_stroma_fraction            fraction    stroma share of the tumour bed
+time_necrosis_fraction          fraction    necrosis share of the tumour bed
+time_vi_tiles                   count       tiles classified as tumour thrombus in a vessel
+time_vi_score                   probability highest thrombus probability of any tile
+time_vascular_invasion          0/1         time_vi_tiles >= vi_min_tiles
+time_phenotype_inflamed         0/1         immune phenotype one-hot (rules below)
+time_phenotype_excluded         0/1
+time_phenotype_desert           0/1
+time_immune_phenotype           text        inflamed / excluded / desert
+time_n_tiles                    count       tiles on tissue
+time_qc_pass_fraction           fraction    share of tiles passing tile QC
+==============================  ==========  ==============================================
+
+Immune phenotype rules (thresholds in :class:`TimeConfig`; defaults calibrated on the
+synthetic cohort, recalibrate per centre/scanner on annotated cases):
+
+1. **inflamed**: tumour-core lymphocyte density >= ``inflamed_min_density``;
+2. **excluded**: otherwise, margin density >= ``excluded_min_margin_density`` and
+   margin/tumour ratio >= ``excluded_min_ratio`` (lymphocytes held at the margin);
+3. **desert**: otherwise (few lymphocytes anywhere).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage as ndi
+
+from hccstrat.exceptions import ConfigError
+from hccstrat.pathology.heatmap import plot_time_overlay
+from hccstrat.pathology.lymphocytes import LymphocyteDetector
+from hccstrat.pathology.tile_classifier import TileClassifier, add_context
+
+__all__ = [
+    "PANEL_COLUMNS",
+    "SlideTiles",
+    "TimeConfig",
+    "TimeResult",
+    "extract_tiles",
+    "measure_time",
+    "plot_time_overlay",
+    "time_panel",
+]
+
+log = logging.getLogger(__name__)
+
+#: panel column → (unit, description)
+PANEL_COLUMNS: dict[str, tuple[str, str]] = {
+    "time_tissue_area_mm2": ("mm²", "tissue area of QC-passed tiles"),
+    "time_tumour_area_mm2": ("mm²", "tissue area of the tumour bed"),
+    "time_lymphocyte_density_tumour": ("cells/mm²", "lymphocytes per mm² of tumour core"),
+    "time_lymphocyte_density_margin": ("cells/mm²", "lymphocytes per mm² of invasive margin"),
+    "time_margin_tumour_ratio": ("ratio", "margin / tumour lymphocyte density (+1 each)"),
+    "time_immune_dense_fraction": ("fraction", "immune-dense share of the tumour bed"),
+    "time_stroma_fraction": ("fraction", "stroma share of the tumour bed"),
+    "time_necrosis_fraction": ("fraction", "necrosis share of the tumour bed"),
+    "time_vi_tiles": ("count", "tiles classified as tumour thrombus in a vessel"),
+    "time_vi_score": ("probability", "highest tumour-thrombus probability of any tile"),
+    "time_vascular_invasion": ("0/1", "vascular invasion detected"),
+    "time_phenotype_inflamed": ("0/1", "immune phenotype is inflamed"),
+    "time_phenotype_excluded": ("0/1", "immune phenotype is excluded"),
+    "time_phenotype_desert": ("0/1", "immune phenotype is desert"),
+    "time_immune_phenotype": ("text", "inflamed / excluded / desert"),
+    "time_n_tiles": ("count", "tiles on tissue"),
+    "time_qc_pass_fraction": ("fraction", "share of tiles passing tile QC"),
+}
+_PHENOTYPES = ("inflamed", "excluded", "desert")
+
+
+@dataclass
+class TimeConfig:
+    """Settings of the TIME panel (see the module docstring for the rules).
+
+    Attributes
+    ----------
+    target_mpp, patch_size, min_tissue : tiling (µm/px, px, share)
+    margin_um : float
+        Full width of the invasive-margin band, centred on the tumour boundary (µm).
+    min_tumour_tiles : int
+        Smallest tumour-bed component kept (tiles).
+    context : bool
+        Append the mean features of the 8 neighbouring tiles before classifying.
+    vi_min_prob : float
+        Thrombus probability above which a tile counts as vascular invasion.
+    vi_min_tiles : int
+        Thrombus tiles needed to call vascular invasion.
+    inflamed_min_density, excluded_min_margin_density : float
+        Lymphocytes per mm².
+    excluded_min_ratio : float
+    detector : LymphocyteDetector
+    """
+
+    target_mpp: float = 0.5
+    patch_size: int = 128
+    min_tissue: float = 0.25
+    margin_um: float = 1000.0
+    min_tumour_tiles: int = 4
+    context: bool = True
+    vi_min_prob: float = 0.6
+    vi_min_tiles: int = 2
+    inflamed_min_density: float = 900.0
+    excluded_min_margin_density: float = 900.0
+    excluded_min_ratio: float = 1.5
+    detector: LymphocyteDetector = field(default_factory=LymphocyteDetector)
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` for out-of-range settings."""
+        checks = {
+            "target_mpp": 0.05 <= self.target_mpp <= 4,
+            "patch_size": 16 <= self.patch_size <= 2048,
+            "margin_um": self.margin_um >= 0,
+            "min_tissue": 0 <= self.min_tissue <= 1,
+            "vi_min_prob": 0 <= self.vi_min_prob <= 1,
+            "vi_min_tiles": self.vi_min_tiles >= 1,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ConfigError(
+                f"invalid TIME settings: {', '.join(f'{k}={getattr(self, k)}' for k in bad)}",
+                hint="see TimeConfig's documentation for the allowed ranges",
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SlideTiles:
+    """Tiles of one slide with what the TIME panel needs.
+
+    Attributes
+    ----------
+    slide_id : str
+    coords : ndarray int64 (N, 2)
+        Level-0 top-left corners.
+    features : ndarray float32 (N, D)
+        Encoder features.
+    lymphocytes : ndarray int64 (N,)
+        Lymphocytes detected per tile.
+    tissue_fraction : ndarray float (N,)
+        Non-glass, non-ink share of each tile (from tile QC).
+    qc_pass : ndarray bool (N,)
+    patch_size, patch_size_level0, stride_level0 : int
+    target_mpp, mpp : float
+    thumbnail : ndarray uint8 (h, w, 3)
+    thumb_downsample : float
+    encoder : str
+    """
+
+    slide_id: str
+    coords: np.ndarray
+    features: np.ndarray
+    lymphocytes: np.ndarray
+    tissue_fraction: np.ndarray
+    qc_pass: np.ndarray
+    patch_size: int
+    patch_size_level0: int
+    stride_level0: int
+    target_mpp: float
+    mpp: float
+    thumbnail: np.ndarray
+    thumb_downsample: float
+    encoder: str = "builtin"
+
+    @property
+    def tile_area_mm2(self) -> float:
+        """Area of one whole tile (mm²)."""
+        return (self.patch_size * self.target_mpp / 1000.0) ** 2
+
+    def classifier_input(self, context: bool) -> np.ndarray:
+        """Features given to the tile classifier (with neighbour context when asked)."""
+        if context:
+            return add_context(self.features, self.coords, self.stride_level0)
+        return self.features
+
+
+def extract_tiles(
+    path: str | Path,
+    *,
+    config: TimeConfig | None = None,
+    encoder=None,
+    mpp: float | None = None,
+    slide_id: str | None = None,
+    batch_size: int = 128,
+) -> SlideTiles:
+    """Tile a slide and measure QC, features and lymphocytes of every tile.
+
+    Parameters
+    ----------
+    path : path-like
+        Slide file.
+    config : TimeConfig, optional
+    encoder : Encoder, optional
+        Default: the builtin H&E encoder.
+    mpp : float, optional
+        Level-0 µm/px for files that store none.
+    slide_id : str, optional
+        Default: the file stem.
+    batch_size : int
+
+    Raises
+    ------
+    hccstrat.io.wsi.SlideOpenError, MppMissingError, NoTissueError, SlideTooSmallError
+    """
+    from hccstrat.encoders.registry import create_encoder
+    from hccstrat.io.wsi import open_slide
+    from hccstrat.pathology.qc import tile_qc
+    from hccstrat.pathology.tiling import grid_tiles, iter_tile_batches
+    from hccstrat.pathology.tissue import detect_tissue
+
+    cfg = config or TimeConfig()
+    cfg.validate()
+    enc = encoder or create_encoder("builtin")
+    path = Path(path)
+    with open_slide(path, mpp=mpp) as reader:
+        tissue = detect_tissue(reader)
+        grid = grid_tiles(
+            reader,
+            tissue,
+            target_mpp=cfg.target_mpp,
+            patch_size=cfg.patch_size,
+            min_tissue=cfg.min_tissue,
+        )
+        n = len(grid)
+        feats = np.zeros((n, enc.dim), np.float32)
+        lym = np.zeros(n, np.int64)
+        frac = np.zeros(n, float)
+        ok = np.zeros(n, bool)
+        for tiles, idx in iter_tile_batches(reader, grid, batch_size=batch_size):
+            q = tile_qc(tiles)
+            feats[idx] = enc.encode(tiles, mpp=cfg.target_mpp)
+            lym[idx] = cfg.detector.count(tiles, cfg.target_mpp)
+            frac[idx] = np.clip(1.0 - q["background_frac"] - q["pen_frac"], 0, 1).to_numpy()
+            ok[idx] = q["qc_pass"].to_numpy()
+        thumb, tds = reader.get_thumbnail(1024)
+    return SlideTiles(
+        slide_id=slide_id or path.stem,
+        coords=grid.coords,
+        features=feats,
+        lymphocytes=lym,
+        tissue_fraction=frac,
+        qc_pass=ok,
+        patch_size=grid.patch_size,
+        patch_size_level0=grid.patch_size_level0,
+        stride_level0=grid.stride_level0,
+        target_mpp=grid.target_mpp,
+        mpp=grid.mpp,
+        thumbnail=thumb,
+        thumb_downsample=float(tds),
+        encoder=getattr(enc, "name", "unknown"),
+    )
+
+
+@dataclass
+class TimeResult:
+    """TIME measurements of one slide.
+
+    Attributes
+    ----------
+    row : dict
+        Panel values (:data:`PANEL_COLUMNS`) plus ``slide_id``.
+    tiles : DataFrame
+        One row per tile: ``x``, ``y``, ``cls`` (7 classes; ``excluded`` when QC
+        failed), ``fine`` (may be ``vessel_tumour_thrombus``), ``p_thrombus``,
+        ``vi`` (thrombus tile), ``lymphocytes``, ``area_mm2``, ``tumour_bed``,
+        ``margin``, ``core``.
+    slide : SlideTiles
+    """
+
+    row: dict[str, Any]
+    tiles: pd.DataFrame
+    slide: SlideTiles
+
+
+def _grid(st: SlideTiles) -> tuple[np.ndarray, tuple[int, int]]:
+    ij = (st.coords - st.coords.min(0)) // max(st.stride_level0, 1)
+    return ij, (int(ij[:, 1].max()) + 1, int(ij[:, 0].max()) + 1)
+
+
+def _phenotype(d_t: float, d_m: float, cfg: TimeConfig) -> str:
+    if d_t >= cfg.inflamed_min_density:
+        return "inflamed"
+    if d_m >= cfg.excluded_min_margin_density and (d_m + 1) / (d_t + 1) >= cfg.excluded_min_ratio:
+        return "excluded"
+    return "desert"
+
+
+def measure_time(
+    st: SlideTiles, classifier: TileClassifier, config: TimeConfig | None = None
+) -> TimeResult:
+    """Classify the tiles of a slide and compute its TIME panel row.
+
+    Parameters
+    ----------
+    st : SlideTiles
+        From :func:`extract_tiles`.
+    classifier : TileClassifier
+        Fitted on the same encoder (and ``context`` setting).
+    config : TimeConfig, optional
+
+    Returns
+    -------
+    TimeResult
+    """
+    cfg = config or TimeConfig()
+    cfg.validate()
+    n = len(st.coords)
+    X = st.classifier_input(cfg.context)
+    proba = classifier.predict_proba(X)
+    classes = [str(c) for c in classifier.classes_]
+    fine = np.asarray(classifier.classes_, dtype=object)[proba.argmax(1)] if n else np.array([])
+    p_thr = (
+        proba[:, classes.index("vessel_tumour_thrombus")]
+        if "vessel_tumour_thrombus" in classes
+        else np.zeros(n)
+    )
+    cls = np.where(fine == "vessel_tumour_thrombus", "vessel", fine).astype(object)
+    cls[~st.qc_pass] = "excluded"
+    area = st.tissue_fraction * st.tile_area_mm2 * st.qc_pass
+
+    ij, shape = _grid(st)
+    tum = np.zeros(shape, bool)
+    tissue = np.zeros(shape, bool)
+    tum[ij[:, 1], ij[:, 0]] = cls == "tumour"
+    tissue[ij[:, 1], ij[:, 0]] = (cls != "background") & (cls != "excluded")
+    bed = ndi.binary_closing(np.pad(tum, 1), iterations=1)[1:-1, 1:-1] | tum
+    bed = ndi.binary_fill_holes(bed)
+    lab, k = ndi.label(bed)
+    if k:
+        sizes = np.bincount(lab.ravel(), minlength=k + 1)
+        small = sizes < cfg.min_tumour_tiles
+        small[0] = True
+        bed = ~small[lab]
+    tile_um = st.stride_level0 * st.mpp
+    half = cfg.margin_um / 2.0
+    if bed.any():
+        d_in = (ndi.distance_transform_edt(np.pad(bed, 1, constant_values=False)) - 0.5)[
+            1:-1, 1:-1
+        ]
+        d_out = ndi.distance_transform_edt(~bed) - 0.5
+        band = np.where(bed, d_in, d_out) * tile_um <= half
+        band &= tissue | bed
+    else:
+        band = np.zeros(shape, bool)
+    in_bed = bed[ij[:, 1], ij[:, 0]]
+    in_band = band[ij[:, 1], ij[:, 0]] & st.qc_pass
+    core = in_bed & ~in_band & st.qc_pass
+    if not core.any():
+        core = in_bed & st.qc_pass
+    usable = (cls != "necrosis") & (cls != "vessel") & (cls != "background")
+    lymph = st.lymphocytes.astype(float)
+
+    def density(sel: np.ndarray) -> float:
+        sel = sel & usable
+        a = area[sel].sum()
+        return float(lymph[sel].sum() / a) if a > 0 else float("nan")
+
+    d_t, d_m = density(core), density(in_band)
+    bed_area = area[in_bed].sum()
+
+    def share(name: str) -> float:
+        return float(area[in_bed & (cls == name)].sum() / bed_area) if bed_area > 0 else 0.0
+
+    vi = (p_thr >= cfg.vi_min_prob) & st.qc_pass
+    pheno = _phenotype(0.0 if np.isnan(d_t) else d_t, 0.0 if np.isnan(d_m) else d_m, cfg)
+    row: dict[str, Any] = {
+        "slide_id": st.slide_id,
+        "time_tissue_area_mm2": float(area.sum()),
+        "time_tumour_area_mm2": float(bed_area),
+        "time_lymphocyte_density_tumour": d_t,
+        "time_lymphocyte_density_margin": d_m,
+        "time_margin_tumour_ratio": (
+            float((d_m + 1) / (d_t + 1)) if not (np.isnan(d_t) or np.isnan(d_m)) else float("nan")
+        ),
+        "time_immune_dense_fraction": share("immune_dense"),
+        "time_stroma_fraction": share("stroma"),
+        "time_necrosis_fraction": share("necrosis"),
+        "time_vi_tiles": int(vi.sum()),
+        "time_vi_score": float(p_thr[st.qc_pass].max()) if st.qc_pass.any() else 0.0,
+        "time_vascular_invasion": int(vi.sum() >= cfg.vi_min_tiles),
+        **{f"time_phenotype_{p}": int(pheno == p) for p in _PHENOTYPES},
+        "time_immune_phenotype": pheno,
+        "time_n_tiles": int(n),
+        "time_qc_pass_fraction": float(st.qc_pass.mean()) if n else 0.0,
+    }
+    tiles = pd.DataFrame(
+        {
+            "x": st.coords[:, 0],
+            "y": st.coords[:, 1],
+            "cls": cls,
+            "fine": fine,
+            "p_thrombus": p_thr,
+            "vi": vi,
+            "lymphocytes": st.lymphocytes,
+            "area_mm2": area,
+            "tumour_bed": in_bed,
+            "margin": in_band,
+            "core": core,
+        }
+    )
+    return TimeResult(row=row, tiles=tiles, slide=st)
+
+
+def time_panel(
+    results: list[TimeResult], patient_ids: list[str] | None = None
+) -> pd.DataFrame:
+    """One row per patient: ``patient_id`` + :data:`PANEL_COLUMNS` (+ ``slide_id``).
+
+    Parameters
+    ----------
+    results : list of TimeResult
+    patient_ids : list of str, optional
+        One per result (default: the slide ids). Several slides of one patient are
+        combined: area-weighted means of densities and fractions, sums of counts and
+        areas, VI when any slide shows it; the phenotype is re-derived from the
+        combined densities with the default rules.
+    """
+    if patient_ids is not None and len(patient_ids) != len(results):
+        raise ConfigError(
+            f"{len(results)} results but {len(patient_ids)} patient ids",
+            hint="give one patient id per slide",
+        )
+    rows = []
+    for i, r in enumerate(results):
+        rows.append({"patient_id": patient_ids[i] if patient_ids else r.row["slide_id"], **r.row})
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return pd.DataFrame(columns=["patient_id", "slide_id", *PANEL_COLUMNS])
+    if not df["patient_id"].duplicated().any():
+        return df[["patient_id", "slide_id", *PANEL_COLUMNS]].reset_index(drop=True)
+    out = []
+    cfg = TimeConfig()
+    for pid, g in df.groupby("patient_id", sort=False):
+        w = g["time_tumour_area_mm2"].clip(lower=1e-9)
+        row: dict[str, Any] = {"patient_id": pid, "slide_id": ";".join(g["slide_id"])}
+        for c in PANEL_COLUMNS:
+            if c.startswith("time_phenotype") or c == "time_immune_phenotype":
+                continue
+            unit = PANEL_COLUMNS[c][0]
+            if unit in ("count", "mm²"):
+                row[c] = g[c].sum()
+            elif c in ("time_vascular_invasion", "time_vi_score"):
+                row[c] = g[c].max()
+            else:
+                v = g[c].astype(float)
+                ok = v.notna()
+                row[c] = float(np.average(v[ok], weights=w[ok])) if ok.any() else float("nan")
+        pheno = _phenotype(
+            np.nan_to_num(row["time_lymphocyte_density_tumour"]),
+            np.nan_to_num(row["time_lymphocyte_density_margin"]),
+            cfg,
+        )
+        row.update({f"time_phenotype_{p}": int(pheno == p) for p in _PHENOTYPES})
+        row["time_immune_phenotype"] = pheno
+        out.append(row)
+    return pd.DataFrame(out)[["patient_id", "slide_id", *PANEL_COLUMNS]]
