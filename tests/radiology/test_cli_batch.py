@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pandas as pd
 from pydicom.data import get_testdata_file
 from typer.testing import CliRunner
@@ -51,3 +52,11 @@ def test_cli_end_to_end_with_failures_and_resume(tmp_path, mri_root, small):
     assert res.exit_code == 0, res.output
     feats = pd.read_csv(out / "features.csv", index_col=0)
     assert list(feats.index) == ["A_GE"] and feats.loc["A_GE", "shape_volume_ml"] > 1
+    # keyed for the models layer: patient_id (DICOM PatientID) joins onto the clinical table
+    assert feats.columns[0] == "patient_id" and feats.loc["A_GE", "patient_id"] == "PGE"
+    from hccstrat.models import join_feature_tables
+
+    clinical = pd.DataFrame({"patient_id": ["PX", "PGE"], "age": [60, 55]})
+    joined = join_feature_tables(clinical, {"rad_": feats.reset_index(drop=True)})
+    assert np.isnan(joined.loc[0, "rad_shape_volume_ml"])
+    assert joined.loc[1, "rad_shape_volume_ml"] == feats.loc["A_GE", "shape_volume_ml"]

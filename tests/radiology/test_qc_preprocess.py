@@ -168,3 +168,35 @@ def test_crop_and_cnn(preprocessed):
     with torch.no_grad():
         a, b = net(x, mask)
     assert not torch.allclose(a, b)  # the missing arterial channel changes the embedding
+
+
+def test_misregistration_check_measures_residual_after_registration(mri_root, preprocessed):
+    from hccstrat.io.dicom import load_volume
+    from hccstrat.radiology.qc import QCThresholds
+    from hccstrat.radiology.register import RegistrationResult, downsample, residual_misalignment
+
+    root, _ = mri_root
+    study = scan_folder(root / "GE").study()
+    regs = preprocessed["GE"].summary["_registrations"]
+    th = QCThresholds()
+    # registered phases: the NMI optimum is (almost) where the registration put it
+    assert all(r.residual.residual_mm < th.misreg_warn_mm for r in regs.values())
+    rep = qc_study(study, reference_date="2024-01-20", registrations=regs,
+                   volumes=preprocessed["GE"].volumes)
+    mis = rep.check("misregistration")
+    assert mis.status == "pass" and "residual" in mis.message and "NMI" in mis.message
+    assert rep.check("motion").value > 1.0  # the simulated motion that was corrected
+    # the same phase pushed 12 mm off after registration is caught (warn > 2.5, fail > 5 mm)
+    pv = load_volume(study.phase_series("portal"))
+    art = load_volume(study.phase_series("arterial"))
+    good = regs["arterial"].transform
+    off = sitk.CompositeTransform([good, sitk.TranslationTransform(3, (12.0, 0.0, 0.0))])
+    bad = residual_misalignment(downsample(pv, 3.0), art, off)
+    assert bad.residual_mm > th.misreg_fail_mm
+    assert bad.shift_mm[0] < -5  # it points back towards the right position
+    broken = dict(regs)
+    broken["arterial"] = RegistrationResult(off, 0.0, 12.0, 0.0, residual=bad)
+    rep = qc_study(study, reference_date="2024-01-20", registrations=broken,
+                   volumes=preprocessed["GE"].volumes)
+    assert rep.check("misregistration").status == "fail" and not rep.acceptable
+    assert "arterial" in rep.check("misregistration").message

@@ -154,7 +154,11 @@ def features(
     table: Path = typer.Option(None, "--table", help="CSV (default OUT/features.csv)."),
     no_resume: bool = typer.Option(False, "--no-resume"),
 ) -> None:
-    """Radiomic + inter-phase features of every preprocessed study; one CSV row each."""
+    """Radiomic + inter-phase features of every preprocessed study; one CSV row each.
+
+    The table is indexed by study folder and has a ``patient_id`` column (DICOM
+    PatientID) for joining with the clinical data (hccstrat.models.join_feature_tables).
+    """
     import json
 
     import pandas as pd
@@ -171,6 +175,8 @@ def features(
         rows[r["item"]] = json.loads(Path(r["output"]).read_text())
     tab = pd.DataFrame.from_dict(rows, orient="index")
     tab.index.name = "study"
+    if "patient_id" in tab:  # first column: the join key of hccstrat.models
+        tab.insert(0, "patient_id", tab.pop("patient_id").astype(str))
     with atomic_write(table or out / "features.csv") as fh:
         tab.to_csv(fh)
     _summary(df, "features")
@@ -226,7 +232,7 @@ def demo_stage(cohort, out_dir: Path, *, seed: int, progress) -> list:
         pre = preprocess_study(study, out_dir / "preprocessed" / pid,
                                tumour_mask=masks["tumour"], liver_mask=masks["liver"])
         rep = qc_study(study, reference_date=ref if pd.notna(ref) else None,
-                       registrations=pre.summary.get("_registrations"))
+                       registrations=pre.summary.get("_registrations"), volumes=pre.volumes)
         reports.append(rep)
         pre_dirs[pid] = pre
         feats.append(extract_features(pre).rename(pid))

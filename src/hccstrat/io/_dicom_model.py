@@ -75,6 +75,7 @@ class FrameRef:
     instance_number: int | None
     slice_thickness: float | None = None
     temporal: str = ""  # temporal position / acquisition time, for split of dynamic series
+    echo: str = ""  # EchoNumbers (or effective echo time of a multi-frame image)
 
 
 @dataclass

@@ -8,21 +8,30 @@ confidence in [0, 1] and a reason:
 2. **Tags**: keywords in SeriesDescription/ProtocolName in several vendors' styles
    and languages (English, German, Chinese), accepted when no two series claim the
    same phase (0.95).
-3. **Timing**: AcquisitionTime minus ContrastBolusStartTime when the bolus start is
-   recorded (arterial < 55 s, portal venous 55–130 s, delayed 130–600 s,
-   hepatobiliary > 10 min; 0.9); otherwise the order of acquisition times within
-   the dynamic group (same matrix and slice count): first = non-contrast, then
-   arterial, portal venous, delayed (0.8 with four series).
-4. **Measured enhancement** (reads the pixels, 4× down-sampled): the non-contrast
-   series has the lowest parenchymal signal; among the others the arterial phase
-   has the highest vascular-peak to parenchyma ratio (aorta bright, liver not yet
-   enhanced) and the portal venous phase a higher vascular peak than the delayed
-   phase. Agreement with timing raises the confidence to 0.9; on disagreement the
-   complete timing order wins with confidence 0.6.
+3. **Bolus timing**: AcquisitionTime minus ContrastBolusStartTime when the bolus
+   start is recorded (arterial < 55 s, portal venous 55–130 s, delayed 130–600 s,
+   hepatobiliary > 10 min; 0.9).
+4. **Acquisition-time order and measured enhancement** within the dynamic group
+   (series of the same matrix and slice count), for the series still unnamed —
+   including groups where only some series are named (e.g. two named, two not):
+   every assignment of the phases left free to the unnamed series is tried; with
+   distinct acquisition times only the assignments whose phase order
+   (pre < arterial < portal < delayed) matches the time order of the whole group
+   are kept; a series acquired > 10 min after the first post-contrast one is
+   hepatobiliary. The enhancement of the **aorta and portal vein**
+   (:mod:`hccstrat.radiology.vessels`, on 4 mm previews) labels every series
+   (lowest vessel signal = non-contrast, highest aortic signal = arterial,
+   highest portal signal = portal venous, next = delayed) and picks among the
+   remaining assignments. Confidence: time order and enhancement agree 0.9; unique
+   time order alone 0.8 (0.6 when the enhancement disagrees); enhancement alone
+   0.3–0.9 from the vessel-finding confidence and the margins of its rules (× 0.7
+   when it contradicts a tag-named series).
+5. Last resort: the only series without ContrastBolusAgent is the non-contrast one.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 from collections import Counter, defaultdict
@@ -96,73 +105,163 @@ def _by_bolus(s) -> str | None:
     return "hepatobiliary"
 
 
-def _enhancement_signature(img) -> tuple[float, float]:
-    """(parenchyma level, vascular peak) of a volume: robust global statistics."""
-    import SimpleITK as sitk
+def _enhancement_labels(series: list, loader: Callable) -> tuple[dict[str, str], float, str]:
+    """Dynamic phase per series key from the aorta/portal-vein signal.
 
-    size = img.GetSize()
-    f = [max(1, int(size[0] // 64)), max(1, int(size[1] // 64)), 1]
-    arr = sitk.GetArrayViewFromImage(sitk.Shrink(img, f)).astype(np.float32)
-    vals = arr[arr > 0]
-    if vals.size < 100:
-        return float("nan"), float("nan")
-    body = vals[vals > np.percentile(vals, 50) * 0.5]
-    paren = float(np.percentile(body, 75))
-    peak = float(np.percentile(body, 99.7))
-    return paren, peak
+    Returns ``({}, 0, why)`` when the vessels cannot be measured. Rules (signals
+    normalised by their maximum; ``a`` aorta, ``p`` portal vein):
 
+    - non-contrast: lowest ``a`` (+ ``p``);
+    - arterial: highest ``a`` (the aorta peaks in the arterial phase);
+    - portal venous: highest ``p`` of the rest (the highest ``a`` without a portal
+      vein);
+    - delayed: the next one; further series get no phase.
 
-def _enhancement_order(series: list, loader: Callable) -> dict[str, str] | None:
-    """Phase per series key from measured enhancement, or None when unusable."""
-    sig = {}
+    The confidence combines the vessel-finding confidence with the smallest relative
+    margin between the winner and the runner-up of each rule (full at 30 %).
+    """
+    from hccstrat.radiology.vessels import measure_vessels
+
+    imgs, keys = [], []
     for s in series:
         try:
-            sig[s.key] = _enhancement_signature(loader(s))
+            imgs.append(loader(s))
+            keys.append(s.key)
         except Exception as err:
-            log.debug("enhancement signature failed for %s: %s", s.key, err)
-    if len(sig) < 2 or any(not np.isfinite(v[0]) for v in sig.values()):
-        return None
-    keys = list(sig)
-    pre = min(keys, key=lambda k: sig[k][0])
-    out = {pre: "pre"}
-    posts = [k for k in keys if k != pre]
-    if len(posts) >= 3:
-        art = max(posts, key=lambda k: sig[k][1] / sig[k][0])
-        out[art] = "arterial"
-        rest = sorted([k for k in posts if k != art], key=lambda k: -sig[k][1])
-        for k, ph in zip(rest, ("portal", "delayed", "hepatobiliary"), strict=False):
-            out[k] = ph
-    elif len(posts) == 2:
-        a, b = posts
-        ra, rb = sig[a][1] / sig[a][0], sig[b][1] / sig[b][0]
-        if max(ra, rb) > 1.6 * min(ra, rb):
-            art = a if ra > rb else b
-            out[art] = "arterial"
-            out[b if art == a else a] = "portal"
-        else:
-            hi = a if sig[a][1] >= sig[b][1] else b
-            out[hi] = "portal"
-            out[b if hi == a else a] = "delayed"
-    else:
-        (a,) = posts
-        out[a] = "portal"
-    return out
+            log.debug("preview failed for %s: %s", s.key, err)
+    if len(imgs) < 2:
+        return {}, 0.0, "fewer than two readable series"
+    vs = measure_vessels(imgs)
+    if vs.aorta is None or not np.all(np.isfinite(vs.aorta)) or vs.aorta.max() <= 0:
+        return {}, 0.0, "; ".join(vs.notes)
+    a = vs.aorta / vs.aorta.max()
+    p = None
+    if vs.portal is not None and vs.portal.max() > 0 and vs.portal_confidence >= 0.3:
+        p = vs.portal / vs.portal.max()
+        if int(np.argmin(p)) != int(np.argmin(a)) or int(np.argmax(p)) == int(np.argmax(a)):
+            p = None  # the portal region does not behave like a vessel: ignore it
+    idx = list(range(len(keys)))
+    margins = []
+
+    def pick(cands: list[int], score: np.ndarray, lowest: bool = False) -> int:
+        vals = sorted(((score[i], i) for i in cands), reverse=not lowest)
+        if len(vals) > 1:
+            best, nxt = vals[0][0], vals[1][0]
+            margins.append(abs(nxt - best) / max(abs(best), abs(nxt), 1e-6))
+        return vals[0][1]
+
+    out: dict[str, str] = {}
+    pre = pick(idx, a + (p if p is not None else 0), lowest=True)
+    out[keys[pre]] = "pre"
+    rest = [i for i in idx if i != pre]
+    if len(rest) >= 2 or p is None:
+        art = pick(rest, a)
+        out[keys[art]] = "arterial"
+        rest = [i for i in rest if i != art]
+    for ph in ("portal", "delayed"):
+        if not rest:
+            break
+        k = pick(rest, p if p is not None else a)
+        out[keys[k]] = ph
+        rest = [i for i in rest if i != k]
+    margin = min(margins) if margins else 0.0
+    vessel_conf = vs.aorta_confidence if p is None else max(vs.aorta_confidence,
+                                                            0.5 * (vs.aorta_confidence + 1))
+    conf = float(np.clip(0.45 + 0.45 * min(1.0, margin / 0.3) * vessel_conf, 0.3, 0.9))
+    why = ("aorta" + (" and portal-vein" if p is not None else "") + " enhancement ("
+           + "; ".join(vs.notes) + ")")
+    return out, conf, why
 
 
-def _timing_order(series: list) -> dict[str, str] | None:
+def _times_usable(series: list) -> bool:
     times = [s.acquisition_time for s in series]
-    if any(t is None for t in times) or len(set(times)) < len(times) or len(series) < 2:
-        return None
-    order = sorted(series, key=lambda s: s.acquisition_time)
-    out = {order[0].key: "pre"}
-    t_first_post = order[1].acquisition_time if len(order) > 1 else None
-    names = iter(("arterial", "portal", "delayed"))
-    for s in order[1:]:
-        if t_first_post is not None and s.acquisition_time - t_first_post > 600:
-            out[s.key] = "hepatobiliary"
+    return len(series) >= 2 and all(t is not None for t in times) and len(set(times)) == len(times)
+
+
+def _consistent_with_time(assign: dict, series: list) -> bool:
+    """Phase order (pre < arterial < portal < delayed) equals acquisition-time order."""
+    rank = {p: i for i, p in enumerate(DYNAMIC)}
+    pts = sorted((s.acquisition_time, rank[assign[s.key]]) for s in series if s.key in assign)
+    return all(b[1] > a[1] for a, b in itertools.pairwise(pts))
+
+
+def _resolve_dynamic(dyn: list, *, loader: Callable | None, use_enhancement: bool,
+                     has_agent: bool) -> None:
+    """Give the unnamed series of a dynamic group the phases the named ones leave free.
+
+    Every injective assignment of the free phases to the unnamed series is tried;
+    with usable acquisition times only those whose phase order matches the time order
+    (named series included) are kept, and the measured enhancement chooses among
+    them (or among all assignments when the times are unusable).
+    """
+    known = {s.key: s.phase for s in dyn if s.phase in DYNAMIC}
+    unknown = [s for s in dyn if s.phase is None]
+    timing = _times_usable(dyn)
+    if timing and len(dyn) >= 3 and unknown:
+        t_post = sorted(s.acquisition_time for s in dyn)[1]
+        for s in list(unknown):
+            if s.acquisition_time - t_post > 600 and "hepatobiliary" not in known.values():
+                _assign(s, "hepatobiliary", 0.8,
+                        f"acquired {(s.acquisition_time - t_post) / 60:.0f} min after the "
+                        "first post-contrast series")
+                unknown.remove(s)
+                known[s.key] = "hepatobiliary"
+    dyn = [s for s in dyn if known.get(s.key) != "hepatobiliary"]
+    free = [p for p in DYNAMIC if p not in known.values()]
+    if not unknown or not free:
+        return
+    n_assign = min(len(unknown), len(free))
+    cands = set()
+    for perm in itertools.permutations([*free, *([None] * len(unknown))], len(unknown)):
+        if sum(p is not None for p in perm) == n_assign:
+            cands.add(perm)
+    cands = sorted(cands, key=lambda c: [str(x) for x in c])
+    if timing:
+        ok = [c for c in cands if _consistent_with_time(
+            {**known, **{s.key: p for s, p in zip(unknown, c, strict=True) if p}}, dyn)]
+        timing = bool(ok)
+        cands = ok or cands
+    enh, e_conf, e_why = ({}, 0.0, "enhancement not measured")
+    if use_enhancement and loader is not None:
+        enh, e_conf, e_why = _enhancement_labels(dyn, loader)
+    if enh and known:  # check the measurement against the series named by their tags
+        agree = np.mean([enh.get(k) == ph for k, ph in known.items() if ph in DYNAMIC] or [1])
+        if agree < 1:
+            e_conf *= 0.7
+            e_why += f", agrees with {agree:.0%} of the named series"
+    if not cands or (not timing and not enh):
+        if has_agent:
+            no_agent = [s for s in unknown if not s.contrast_agent]
+            if len(no_agent) == 1 and "pre" in free:
+                _assign(no_agent[0], "pre", 0.7, "only series without ContrastBolusAgent")
+        return
+
+    def score(c) -> int:
+        return sum(enh.get(s.key) == p for s, p in zip(unknown, c, strict=True) if p)
+
+    best = max(cands, key=score)
+    full = sum(p is not None for p in best)
+    matched = score(best) if enh else 0
+    rel = " relative to the named series" if known else ""
+    for s, ph in zip(unknown, best, strict=True):
+        if ph is None:
+            s.phase_reason = "no free dynamic phase left for this series"
+            continue
+        agrees = enh.get(s.key) == ph
+        if timing and len(cands) == 1:
+            if enh and agrees:
+                _assign(s, ph, 0.9, f"acquisition-time order{rel} and {e_why} agree")
+            elif enh:
+                _assign(s, ph, 0.6, f"acquisition-time order{rel} (enhancement says "
+                                    f"{enh.get(s.key)})")
+            else:
+                _assign(s, ph, 0.8 if len(dyn) >= 4 else 0.5, f"acquisition-time order{rel}")
+        elif timing:
+            conf = max(0.5, e_conf) if agrees else 0.4
+            _assign(s, ph, conf, f"{e_why} among the time-consistent orders{rel}")
         else:
-            out[s.key] = next(names, "delayed")
-    return out
+            conf = e_conf if matched == full else (e_conf * 0.8 if agrees else 0.35)
+            _assign(s, ph, conf, e_why if agrees else f"left over after {e_why}")
 
 
 def identify_phases(
@@ -207,11 +306,19 @@ def identify_phases(
             s.phase_reason = why
             if ph:
                 text_phase[s.key] = (ph, why)
-    counts = Counter(ph for ph, _ in text_phase.values())
+    # parts of one series split by echo count once: the first echo carries the phase
+    first_part: dict[str, str] = {}
+    for s in cands:
+        if s.key in text_phase:
+            first_part.setdefault(s.uid, s.key)
+    counts = Counter(ph for k, (ph, _) in text_phase.items() if k in first_part.values())
     for s in cands:
         if s.key in text_phase:
             ph, why = text_phase[s.key]
-            if counts[ph] == 1:
+            if first_part[s.uid] != s.key:
+                s.phase_reason = (f"{why}; another echo of series {s.number} "
+                                  f"({first_part[s.uid]}) carries the phase")
+            elif counts[ph] == 1:
                 _assign(s, ph, 0.95, why)
             else:
                 s.phase_reason = f"{why} shared by {counts[ph]} series"
@@ -225,51 +332,17 @@ def identify_phases(
         if ph and bcount[ph] == 1 and ph not in taken:
             dt = s.acquisition_time - s.bolus_start_time
             _assign(s, ph, 0.9, f"acquired {dt:.0f} s after contrast bolus start")
-    # 4. timing order + enhancement within the dynamic group
-    rest = [s for s in cands if s.phase is None]
-    if not rest:
+    # 4. timing order + measured enhancement within the dynamic group (also fills the
+    #    phases left free by partially named groups)
+    if not any(s.phase is None for s in cands):
         return
     groups = defaultdict(list)
     for s in cands:
         groups[_geometry_key(s)].append(s)
     known = [g for g, ss in groups.items() if any(s.phase in DYNAMIC for s in ss)]
-    gkey = known[0] if known else max(groups, key=lambda g: len(groups[g]))
+    gkey = (max(known, key=lambda g: len(groups[g])) if known
+            else max(groups, key=lambda g: len(groups[g])))
     dyn = groups[gkey]
-    if len(dyn) < 2:
-        return
-    taken = {s.phase for s in dyn if s.phase}
-    timing = _timing_order(dyn) if len(taken) == 0 else None
-    enh = (_enhancement_order(dyn, loader)
-           if use_enhancement and loader is not None and len(taken) == 0 else None)
-    if timing is None and enh is None and has_agent:
-        # last resort: the only series without contrast agent is the non-contrast one
-        no_agent = [s for s in dyn if not s.contrast_agent]
-        if len(no_agent) == 1 and "pre" not in taken:
-            _assign(no_agent[0], "pre", 0.7, "only series without ContrastBolusAgent")
-        return
-    for s in dyn:
-        if s.phase is not None:
-            continue
-        t = timing.get(s.key) if timing else None
-        e = enh.get(s.key) if enh else None
-        if t and e and t == e:
-            _assign(s, t, 0.9, "acquisition-time order and measured enhancement agree")
-        elif t and e:
-            conf = 0.6 if len(dyn) >= 4 else 0.4
-            ph, src = (t, "acquisition-time order") if len(dyn) >= 4 else (e, "enhancement")
-            _assign(s, ph, conf, f"{src} (time order says {t}, enhancement says {e})")
-        elif t:
-            _assign(s, t, 0.8 if len(dyn) >= 4 else 0.5, "acquisition-time order")
-        elif e:
-            _assign(s, e, 0.7, "measured enhancement (vascular peak / parenchyma)")
-    # never two series with the same phase: keep the most confident
-    by_phase = defaultdict(list)
-    for s in dyn:
-        if s.phase:
-            by_phase[s.phase].append(s)
-    for ph, ss in by_phase.items():
-        if len(ss) > 1:
-            ss.sort(key=lambda s: -s.phase_confidence)
-            for s in ss[1:]:
-                s.phase_reason = f"conflict: also looks like {ph} ({s.phase_reason})"
-                s.phase, s.phase_confidence = None, 0.0
+    if len(dyn) >= 2:
+        _resolve_dynamic(dyn, loader=loader, use_enhancement=use_enhancement,
+                         has_agent=has_agent)

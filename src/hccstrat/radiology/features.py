@@ -72,7 +72,8 @@ def extract_features(study, *, glcm_bins: int = 32, ring_mm: float = 5.0) -> pd.
     Returns
     -------
     pandas.Series
-        Named by the patient id; columns documented in the module docstring.
+        Named by the patient id (DICOM PatientID); columns documented in the module
+        docstring.
     """
     import SimpleITK as sitk
 
@@ -143,8 +144,12 @@ def extract_features(study, *, glcm_bins: int = 32, ring_mm: float = 5.0) -> pd.
 
 
 def extract_features_many(studies) -> pd.DataFrame:
-    """Feature table (one row per study, index ``patient_id``)."""
+    """Feature table, one row per study, keyed by a ``patient_id`` column (PatientID).
+
+    The ``patient_id`` column lets :func:`hccstrat.models.join_feature_tables` join
+    the table onto the clinical data (prefix ``rad_``).
+    """
     rows = [extract_features(s) for s in studies]
     df = pd.DataFrame(rows)
-    df.index.name = "patient_id"
-    return df
+    df.insert(0, "patient_id", [str(r.name) for r in rows])
+    return df.reset_index(drop=True)

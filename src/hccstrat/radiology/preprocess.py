@@ -3,7 +3,9 @@
 Derivatives are cached as NIfTI with a JSON provenance sidecar each, under
 ``out_dir``::
 
-    <phase>.nii.gz            registered, normalised phase on the reference grid
+    <phase>.nii               registered, normalised phase on the reference grid
+                              (uncompressed by default: gzip of float volumes costs
+                              ~0.5 s CPU each; ``compress_phases=True`` → .nii.gz)
     liver.nii.gz, tumour.nii.gz
     crop/<phase>.nii.gz       tumour crop with a peritumoral margin
     crop/tumour.nii.gz, crop/liver.nii.gz
@@ -34,7 +36,13 @@ DYNAMIC = ("pre", "arterial", "portal", "delayed")
 
 @dataclass(frozen=True)
 class PreprocessConfig:
-    """Options of :func:`preprocess_study`."""
+    """Options of :func:`preprocess_study`.
+
+    ``working_spacing_mm`` is the finest registration level (block-averaged copies;
+    a coarser level at twice that spacing runs first); ``residual_spacing_mm`` the
+    grid of the post-registration misalignment check; ``compress_phases`` writes the
+    full-size registered phases as ``.nii.gz`` instead of ``.nii``.
+    """
 
     spacing: tuple[float, float, float] | None = None
     reference_phase: str = "portal"
@@ -43,7 +51,9 @@ class PreprocessConfig:
     n4: bool = False
     normalisation: str = "pre_liver_ratio"
     crop_margin_mm: float = 15.0
-    working_spacing_mm: float = 3.0
+    working_spacing_mm: float = 6.0
+    residual_spacing_mm: float = 3.0
+    compress_phases: bool = False
     seed: int = 0
 
 
@@ -57,6 +67,25 @@ class PreprocessedStudy:
     liver: Path | None = None
     crop: dict[str, Path] = field(default_factory=dict)
     summary: dict = field(default_factory=dict)
+    #: phase → the volume read from DICOM (not saved; lets QC skip a second read)
+    volumes: dict = field(default_factory=dict, repr=False)
+    #: step → {"cpu_s", "wall_s"} of this run (also in ``summary["timing"]``)
+    timing: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+class _Clock:
+    """CPU (all threads of the process) and wall seconds per step."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, dict[str, float]] = {}
+        self._c, self._w = time.process_time(), time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        c, w = time.process_time(), time.perf_counter()
+        step = self.steps.setdefault(name, {"cpu_s": 0.0, "wall_s": 0.0})
+        step["cpu_s"] += c - self._c
+        step["wall_s"] += w - self._w
+        self._c, self._w = c, w
 
 
 def find_masks(study_dir: str | Path, study=None) -> dict[str, Path]:
@@ -117,12 +146,18 @@ def preprocess_study(
     from hccstrat.io.dicom import MissingPhaseError, load_volume
     from hccstrat.radiology import roi as R
     from hccstrat.radiology.normalise import n4_correct, normalise_phases
-    from hccstrat.radiology.register import register_phase, resample_to
+    from hccstrat.radiology.register import (
+        downsample,
+        register_phase,
+        resample_to,
+        residual_misalignment,
+    )
     from hccstrat.radiology.resample import resample_to_spacing
 
     cfg = config or PreprocessConfig()
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
+    clock = _Clock()
     phases = {p: s for p, s in study.phases.items() if p in (*DYNAMIC, "hepatobiliary")}
     ref_name = cfg.reference_phase
     if ref_name not in phases:
@@ -135,6 +170,8 @@ def preprocess_study(
         if p not in vols:
             vols[p] = load_volume(s)
     vols = {p: sitk.Cast(v, sitk.sitkFloat32) for p, v in vols.items()}
+    loaded = dict(vols)
+    clock.lap("load")
     if cfg.n4:
         vols = {p: n4_correct(v) for p, v in vols.items()}
     reference = resample_to_spacing(vols[ref_name], cfg.spacing)
@@ -143,29 +180,48 @@ def preprocess_study(
     tumour, roi_how = R.load_roi(reference, mask_path=tumour_mask, label="tumour",
                                  seed_mm=seed_mm, box_mm=box_mm, image_for_growing=reference)
     tumour = R.largest_component(tumour)
+    clock.lap("roi")
     reg_info, registered, regs = {}, {}, {}
     fixed_mask = None
+    fixed_small = downsample(vols[ref_name], cfg.working_spacing_mm) if cfg.register else None
     if liver is not None:
-        fixed_mask = sitk.BinaryDilate(liver, [3, 3, 1])
+        # dilate on the working grid (cheap) rather than at full resolution
+        small_liver = sitk.Resample(liver, fixed_small if fixed_small is not None else reference,
+                                    sitk.Transform(),
+                                    sitk.sitkNearestNeighbor, 0)
+        fixed_mask = sitk.BinaryDilate(small_liver, [2, 2, 1])
+    check_grid, check_mask = None, None
+    if cfg.register:
+        check_grid = downsample(vols[ref_name], cfg.residual_spacing_mm)
+        if fixed_mask is not None:
+            check_mask = sitk.Resample(fixed_mask, check_grid, sitk.Transform(),
+                                       sitk.sitkNearestNeighbor, 0)
     for p, v in vols.items():
         if p == ref_name:
             registered[p] = reference
             continue
         if cfg.register:
             r = register_phase(vols[ref_name], v, fixed_mask=fixed_mask, affine=cfg.affine,
-                               working_spacing_mm=cfg.working_spacing_mm, seed=cfg.seed)
+                               working_spacing_mm=cfg.working_spacing_mm, seed=cfg.seed,
+                               fixed_small=fixed_small)
+            clock.lap("register")
+            r.residual = residual_misalignment(check_grid, v, r.transform, check_mask)
+            clock.lap("residual_check")
             regs[p] = r
             reg_info[p] = r.to_dict()
             registered[p] = resample_to(v, reference, r.transform)
         else:
             registered[p] = resample_to(v, reference)
+        clock.lap("resample")
     normed, norm_params = normalise_phases(registered, liver, method=cfg.normalisation)
+    clock.lap("normalise")
     res = PreprocessedStudy(out_dir=out_dir)
     src = {p: {"series_uid": s.uid, "series_number": s.number, "description": s.description,
                "phase_confidence": s.phase_confidence, "phase_reason": s.phase_reason}
            for p, s in phases.items()}
     for p, img in normed.items():
-        path = write_image(img, out_dir / f"{p}.nii.gz")
+        ext = ".nii.gz" if cfg.compress_phases else ".nii"
+        path = write_image(img, out_dir / f"{p}{ext}")
         write_sidecar(path, _provenance(
             step="register+normalise", phase=p, source=src[p], reference_phase=ref_name,
             registration=reg_info.get(p), normalisation=norm_params,
@@ -184,13 +240,18 @@ def preprocess_study(
     if liver is not None:
         res.crop["liver"] = write_image(R.crop_to_box(liver, box), out_dir / "crop" /
                                         "liver.nii.gz")
+    clock.lap("write")
+    res.timing = clock.steps
+    res.volumes = loaded
     res.summary = _provenance(
-        patient_id=study.patient_id, study_uid=study.uid,
+        patient_id=study.patient_id, study_uid=study.uid, timing=clock.steps,
         study_date=None if study.study_date is None else study.study_date.isoformat(),
         phases={p: str(v.name) for p, v in res.phases.items()}, reference_phase=ref_name,
         config=cfg.__dict__, roi=roi_how, registration=reg_info, normalisation=norm_params,
         crop_box={"start": box[0], "size": box[1]}, seconds=time.perf_counter() - t0,
-        misregistration_mm={p: r.displacement_mm for p, r in regs.items()},
+        motion_mm={p: r.displacement_mm for p, r in regs.items()},
+        residual_misalignment_mm={p: r.residual.residual_mm for p, r in regs.items()
+                                  if r.residual is not None},
     )
     with atomic_write(out_dir / "preprocess.json") as fh:
         json.dump(res.summary, fh, indent=2, ensure_ascii=False, default=str)

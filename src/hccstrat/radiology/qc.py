@@ -20,8 +20,15 @@ Checks
                         noise from the Rayleigh-distributed air background
 ``saturation``          largest fraction of body voxels at the maximum value
                         (warn > 0.5 %, fail > 2 %)
-``misregistration``     largest displacement at the liver centre found by the rigid
-                        fit to the portal venous phase (warn > 10 mm, fail > 20 mm)
+``misregistration``     residual misalignment AFTER registration to the portal venous
+                        phase: for each registered phase, the shift (mm, sub-voxel) that
+                        would further maximise the normalised mutual information inside
+                        the dilated liver (or body) on the 3 mm working grid
+                        (:func:`hccstrat.radiology.register.residual_misalignment`);
+                        largest over phases (warn > 2.5 mm, fail > 5 mm). A registered
+                        phase measures ~0.1–1 mm; 2 mm of residual offset measures ~3 mm.
+``motion``              displacement at the liver centre found by the registration
+                        (patient motion between phases; warn > 10 mm, fail > 20 mm)
 """
 
 from __future__ import annotations
@@ -56,8 +63,10 @@ class QCThresholds:
     snr_fail: float = 5.0
     saturation_warn: float = 0.005
     saturation_fail: float = 0.02
-    misreg_warn_mm: float = 10.0
-    misreg_fail_mm: float = 20.0
+    misreg_warn_mm: float = 2.5
+    misreg_fail_mm: float = 5.0
+    motion_warn_mm: float = 10.0
+    motion_fail_mm: float = 20.0
 
 
 @dataclass
@@ -124,9 +133,8 @@ def snr_of(img) -> float:
 
     Returns ``nan`` when the background is zero-filled (noise not measurable).
     """
-    import SimpleITK as sitk
 
-    arr = sitk.GetArrayViewFromImage(img).astype(np.float32)
+    arr = _sample(img)
     hi = float(np.percentile(arr, 99))
     body = arr > 0.15 * hi
     air = arr < 0.05 * hi
@@ -140,13 +148,22 @@ def snr_of(img) -> float:
     return float(arr[body].mean() / sigma) if sigma > 0 else float("nan")
 
 
+def _sample(img) -> np.ndarray:
+    """Every other voxel along each axis (1/8): enough for percentiles and means."""
+    import SimpleITK as sitk
+
+    arr = sitk.GetArrayViewFromImage(img)
+    return np.asarray(arr[::2, ::2, ::2], dtype=np.float32)
+
+
 def _saturation(img) -> float:
     import SimpleITK as sitk
 
     arr = sitk.GetArrayViewFromImage(img)
     mx = arr.max()
-    body = arr > 0.15 * np.percentile(arr, 99)
-    n = max(int(body.sum()), 1)
+    sub = _sample(img)
+    body_frac = float((sub > 0.15 * np.percentile(sub, 99)).mean())
+    n = max(int(body_frac * arr.size), 1)
     return float((arr == mx).sum() - 1) / n if mx > 0 else 0.0
 
 
@@ -274,11 +291,25 @@ def qc_study(
         add(QCCheck("saturation", _grade(val, th.saturation_warn, th.saturation_fail), val,
                     f"<= {th.saturation_fail:.1%}", f"highest in {ph}"))
     if registrations:
+        resid = {p: r.residual.residual_mm for p, r in registrations.items()
+                 if getattr(r, "residual", None) is not None
+                 and np.isfinite(r.residual.residual_mm)}
+        if resid:
+            ph, val = max(resid.items(), key=lambda kv: kv[1])
+            rc = registrations[ph].residual
+            add(QCCheck("misregistration", _grade(val, th.misreg_warn_mm, th.misreg_fail_mm),
+                        val, f"<= {th.misreg_fail_mm} mm",
+                        f"largest residual misalignment after registration: {ph} "
+                        f"(shift x/y/z {', '.join(f'{v:.1f}' for v in rc.shift_mm)} mm, "
+                        f"NMI {rc.nmi:.3f})"))
+        else:
+            add(QCCheck("misregistration", "warn", None, f"<= {th.misreg_fail_mm} mm",
+                        "residual not measurable (no overlap between phases)"))
         ph, r = max(registrations.items(), key=lambda kv: kv[1].displacement_mm)
-        add(QCCheck("misregistration", _grade(r.displacement_mm, th.misreg_warn_mm,
-                                              th.misreg_fail_mm), r.displacement_mm,
-                    f"<= {th.misreg_fail_mm} mm",
-                    f"largest rigid displacement at the liver centre: {ph}"))
+        add(QCCheck("motion", _grade(r.displacement_mm, th.motion_warn_mm, th.motion_fail_mm),
+                    r.displacement_mm, f"<= {th.motion_fail_mm} mm",
+                    f"largest displacement at the liver centre corrected by registration: "
+                    f"{ph}"))
     else:
         add(QCCheck("misregistration", "warn", None, f"<= {th.misreg_fail_mm} mm",
                     "not assessed (no registration run)"))

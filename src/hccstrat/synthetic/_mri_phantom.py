@@ -24,11 +24,19 @@ import numpy as np
 from scipy import ndimage
 
 __all__ = [
+    "AORTA_XYR",
+    "IVC_XYR",
     "PHASES",
+    "PORTAL_HILUM",
+    "PORTAL_RADIUS",
+    "SPINE_XYR",
+    "AxialGrid",
     "Phantom",
     "RigidMotion",
     "TumourSpec",
     "make_tumours",
+    "parenchymal_texture",
+    "portal_end",
     "render_phase",
 ]
 
@@ -178,13 +186,64 @@ def make_tumours(latent: Mapping, rng: np.random.Generator) -> Phantom:
     )
 
 
-def _ellipsoid(p: np.ndarray, c, ax) -> np.ndarray:
-    """Normalised ellipsoid radius (< 1 inside)."""
-    return np.sqrt(sum(((p[..., i] - c[i]) / ax[i]) ** 2 for i in range(3)))
+@dataclass(frozen=True)
+class AxialGrid:
+    """World axes (mm) of an axial voxel grid: ``xs`` (columns), ``ys`` (rows), ``zs`` (slices)."""
+
+    xs: np.ndarray
+    ys: np.ndarray
+    zs: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Array shape ``(nz, ny, nx)``."""
+        return (len(self.zs), len(self.ys), len(self.xs))
 
 
-def _cylinder_z(p: np.ndarray, cx: float, cy: float, r: float) -> np.ndarray:
-    return np.sqrt((p[..., 0] - cx) ** 2 + (p[..., 1] - cy) ** 2) / r
+class _Coords:
+    """Anatomy coordinates of a grid, factorised: in-plane ``x, y`` ``[1, ny, nx]`` and
+    ``z`` ``[nz, 1, 1]`` (the motion rotates about ``z`` only, so this is exact)."""
+
+    def __init__(self, grid: AxialGrid, motion: RigidMotion) -> None:
+        yy, xx = np.meshgrid(grid.ys.astype(np.float32), grid.xs.astype(np.float32),
+                             indexing="ij")
+        c = np.asarray(motion.centre, np.float32)
+        t = np.asarray(motion.translation, np.float32)
+        r = motion.matrix().astype(np.float32)
+        dx, dy = xx - (c[0] + t[0]), yy - (c[1] + t[1])
+        # R^T d (+ c): rotation about z mixes x and y only
+        self.x = (r[0, 0] * dx + r[1, 0] * dy + c[0])[None]
+        self.y = (r[0, 1] * dx + r[1, 1] * dy + c[1])[None]
+        self.z = (grid.zs.astype(np.float32) - t[2])[:, None, None]
+        self.shape = grid.shape
+
+    def box(self, centre, reach: float) -> tuple[slice, slice, slice] | None:
+        """Index box holding every point within ``reach`` (mm, per axis) of ``centre``."""
+        m2 = (np.abs(self.x[0] - centre[0]) < reach) & (np.abs(self.y[0] - centre[1]) < reach)
+        m1 = np.abs(self.z[:, 0, 0] - centre[2]) < reach
+        if not m2.any() or not m1.any():
+            return None
+        rows, cols = np.nonzero(m2.any(1))[0], np.nonzero(m2.any(0))[0]
+        zs = np.nonzero(m1)[0]
+        return (slice(zs[0], zs[-1] + 1), slice(rows[0], rows[-1] + 1),
+                slice(cols[0], cols[-1] + 1))
+
+    def points(self, box: tuple[slice, slice, slice]) -> np.ndarray:
+        """Anatomy points ``[bz, by, bx, 3]`` of an index box."""
+        zs, ys, xs = box
+        x, y, z = self.x[:, ys, xs], self.y[:, ys, xs], self.z[zs]
+        shp = (z.shape[0], x.shape[1], x.shape[2])
+        return np.stack([np.broadcast_to(x, shp), np.broadcast_to(y, shp),
+                         np.broadcast_to(z, shp)], -1)
+
+
+def _ellipsoid2(x, y, z, c, ax) -> np.ndarray:
+    """Squared normalised ellipsoid radius (< 1 inside), broadcast over the factors."""
+    return ((x - c[0]) / ax[0]) ** 2 + ((y - c[1]) / ax[1]) ** 2 + ((z - c[2]) / ax[2]) ** 2
+
+
+def _cylinder_z(x, y, cx: float, cy: float, r: float) -> np.ndarray:
+    return ((x - cx) ** 2 + (y - cy) ** 2) < r * r
 
 
 def tumour_radius_field(p: np.ndarray, t: TumourSpec) -> np.ndarray:
@@ -201,33 +260,50 @@ def tumour_radius_field(p: np.ndarray, t: TumourSpec) -> np.ndarray:
     return r / (t.radius * np.clip(mod, 0.5, 1.6))
 
 
-def _labels(p: np.ndarray, ph: Phantom) -> dict[str, np.ndarray]:
-    """Boolean masks / continuous fields of every structure at anatomy points ``p``."""
-    x, y, z = p[..., 0], p[..., 1], p[..., 2]
+
+#: Where the phantom's vessels are (anatomy frame, mm): aorta and IVC are vertical
+#: cylinders ``(x, y, radius)``; the portal vein runs from ``PORTAL_HILUM`` towards the
+#: right lobe. Known positions let the tests check the vessel finder of the phase
+#: identification (``hccstrat.io._vessels``).
+AORTA_XYR: tuple[float, float, float] = (18.0, 52.0, 11.0)
+IVC_XYR: tuple[float, float, float] = (-22.0, 42.0, 10.0)
+SPINE_XYR: tuple[float, float, float] = (0.0, 80.0, 20.0)
+PORTAL_HILUM: tuple[float, float, float] = (0.0, 20.0, -30.0)
+PORTAL_RADIUS: float = 7.0
+
+
+def portal_end(ph: Phantom) -> np.ndarray:
+    """Intrahepatic end of the portal vein (anatomy frame, mm)."""
+    lc = ph.liver_centre
+    return np.array([lc[0] - 20.0, lc[1], lc[2] + 10.0])
+
+
+def _labels(q: _Coords, ph: Phantom) -> dict[str, np.ndarray]:
+    """Boolean masks of every structure, broadcastable to the grid shape."""
+    x, y, z = q.x, q.y, q.z
     body = ((x / 165.0) ** 2 + ((y - 5) / 115.0) ** 2) < 1
     muscle_inner = ((x / 150.0) ** 2 + ((y - 5) / 100.0) ** 2) < 1
     lc, la = ph.liver_centre, ph.liver_axes
     lob = ph.lobulation
-    wobble = 1 + 0.06 * np.sin(x / 23.0 + lob[0]) * np.cos(y / 31.0 + lob[1]) + 0.04 * np.sin(
-        z / 19.0 + lob[2]
+    wobble = (1 + 0.06 * np.sin(x / 23.0 + lob[0]) * np.cos(y / 31.0 + lob[1])
+              + 0.04 * np.sin(z / 19.0 + lob[2]))
+    liver = (_ellipsoid2(x, y, z, lc, la) < wobble**2) & (x < 45) & body
+    spleen = _ellipsoid2(x, y, z, (85.0, 40.0, 20.0), (32.0, 38.0, 50.0)) < 1
+    kidney = (_ellipsoid2(x, y, z, (-65.0, 60.0, -75.0), (28.0, 24.0, 45.0)) < 1) | (
+        _ellipsoid2(x, y, z, (70.0, 60.0, -65.0), (28.0, 24.0, 45.0)) < 1
     )
-    liver = (_ellipsoid(p, lc, la) < wobble) & (x < 45)
-    spleen = _ellipsoid(p, (85.0, 40.0, 20.0), (32.0, 38.0, 50.0)) < 1
-    kidney = (_ellipsoid(p, (-65.0, 60.0, -75.0), (28.0, 24.0, 45.0)) < 1) | (
-        _ellipsoid(p, (70.0, 60.0, -65.0), (28.0, 24.0, 45.0)) < 1
-    )
-    bone = _cylinder_z(p, 0.0, 80.0, 20.0) < 1
-    aorta = _cylinder_z(p, 18.0, 52.0, 11.0) < 1
-    ivc = _cylinder_z(p, -22.0, 42.0, 10.0) < 1
+    bone = _cylinder_z(x, y, *SPINE_XYR)
+    aorta = _cylinder_z(x, y, *AORTA_XYR)
+    ivc = _cylinder_z(x, y, *IVC_XYR)
     # portal vein: an oblique tube from the hilum into the right lobe
-    a = np.array([0.0, 20.0, -30.0])
-    b = np.array([lc[0] - 20.0, lc[1], lc[2] + 10.0])
-    ab = b - a
-    tt = np.clip(((p - a) @ ab) / (ab @ ab), 0, 1)
-    dist = np.sqrt((((p - a) - tt[..., None] * ab) ** 2).sum(-1))
-    portal = dist < 7.0
+    a = np.asarray(PORTAL_HILUM, np.float32)
+    ab = (portal_end(ph) - a).astype(np.float32)
+    dx, dy, dz = x - a[0], y - a[1], z - a[2]
+    tt = np.clip(((dx * ab[0] + dy * ab[1]) + dz * ab[2]) / float(ab @ ab), 0, 1)
+    dist2 = (dx - tt * ab[0]) ** 2 + (dy - tt * ab[1]) ** 2 + (dz - tt * ab[2]) ** 2
+    portal = dist2 < PORTAL_RADIUS**2
     return {
-        "body": body, "muscle_inner": muscle_inner, "liver": liver & body, "spleen": spleen,
+        "body": body, "muscle_inner": muscle_inner, "liver": liver, "spleen": spleen,
         "kidney": kidney, "bone": bone, "aorta": aorta, "ivc": ivc, "portal_vein": portal,
     }
 
@@ -237,53 +313,80 @@ def _tissue(name: str, phase: str) -> float:
     return base * enh[_PI[phase]]
 
 
+def parenchymal_texture(shape: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
+    """Smooth multiplicative texture (mean 1, sd 5 %), drawn once per study."""
+    tex = ndimage.gaussian_filter(rng.standard_normal(shape, dtype=np.float32), 1.2)
+    return 1 + 0.05 * tex / (tex.std() + 1e-6)
+
+
 def render_phase(
     ph: Phantom,
-    world: np.ndarray,
+    grid: AxialGrid,
     phase: str,
     motion: RigidMotion,
     rng: np.random.Generator,
     *,
     with_masks: bool = False,
+    texture: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Noise-free signal of one phase on world points ``world`` (``[..., 3]`` mm).
+    """Noise-free signal of one phase on an axial grid.
+
+    Parameters
+    ----------
+    ph : Phantom
+    grid : AxialGrid
+        World axes of the voxel grid.
+    phase : str
+        One of :data:`PHASES`.
+    motion : RigidMotion
+        Anatomy → world motion of this phase.
+    rng : numpy.random.Generator
+        Used for the texture when ``texture`` is not given.
+    with_masks : bool
+        Also return the liver and tumour masks.
+    texture : ndarray, optional
+        Multiplicative parenchymal texture of shape ``grid.shape``
+        (:func:`parenchymal_texture`); drawn here when omitted.
 
     Returns
     -------
     image : ndarray
-        Signal in liver units, same leading shape as ``world``.
+        Signal in liver units, shape ``grid.shape`` (z, y, x).
     masks : dict
         ``liver`` and ``tumour`` boolean masks (only when ``with_masks``).
     """
-    shp = world.shape[:-1]
-    p = motion.inverse_apply(world.astype(np.float32, copy=False))
-    lab = _labels(p, ph)
+    shp = grid.shape
+    q = _Coords(grid, motion)
+    lab = _labels(q, ph)
     img = np.zeros(shp, np.float32)
-    img[lab["body"]] = _tissue("fat", phase)
-    img[lab["muscle_inner"]] = _tissue("muscle", phase)
+
+    def put(mask, value: float) -> None:
+        np.copyto(img, np.float32(value), where=np.broadcast_to(mask, shp))
+
+    put(lab["body"], _tissue("fat", phase))
+    put(lab["muscle_inner"], _tissue("muscle", phase))
     for name in ("kidney", "spleen", "bone", "liver", "aorta", "ivc"):
-        img[lab[name]] = _tissue(name, phase)
-    img[lab["portal_vein"] & lab["liver"]] = _tissue("portal_vein", phase)
-    img[lab["portal_vein"] & ~lab["liver"] & lab["body"]] = _tissue("portal_vein", phase)
+        put(lab[name], _tissue(name, phase))
+    put(lab["portal_vein"] & lab["body"], _tissue("portal_vein", phase))
     liver_sig = _tissue("liver", phase)
+    liver_full = np.broadcast_to(lab["liver"], shp)
     tr = ph.traits
-    tumour_any = np.zeros(shp, bool)
+    tumour_any = np.zeros(shp, bool) if with_masks else None
     for k, t in enumerate(ph.tumours):
-        # restrict work to a bounding box around the tumour (+ peritumoral ring)
-        reach = t.radius * 1.7 + 12.0
-        near = np.all(np.abs(p - np.asarray(t.centre, np.float32)) < reach, axis=-1)
-        if not near.any():
+        # work in an index box around the tumour (+ peritumoral ring)
+        box = q.box(t.centre, t.radius * 1.7 + 12.0)
+        if box is None:
             continue
-        q = p[near]
-        rho = tumour_radius_field(q, t)
+        pts = q.points(box)
+        rho = tumour_radius_field(pts, t)
         inside = rho < 1.0
-        out = img[near]
+        out = img[box]
         ring_mm = (rho - 1.0) * t.radius  # approximate distance outside the boundary
-        liver_here = lab["liver"][near]
+        liver_here = liver_full[box]
         # peritumoral arterial enhancement (patchy), hypo-intense in the other phases
         peri = liver_here & (ring_mm > 0) & (ring_mm < 8.0) & ~inside
         if phase == "arterial" and tr["peritumoral"] > 0:
-            patch = 0.5 + 0.5 * np.sin(q[:, 0] / 4.0 + k) * np.cos(q[:, 1] / 5.0)
+            patch = 0.5 + 0.5 * np.sin(pts[..., 0] / 4.0 + k) * np.cos(pts[..., 1] / 5.0)
             out[peri] = liver_sig * (1 + 0.7 * tr["peritumoral"] * patch[peri])
         # capsule: thin enhancing shell in portal venous / delayed phases
         caps = liver_here & (ring_mm >= 0) & (ring_mm < 2.5) & ~inside
@@ -294,8 +397,7 @@ def render_phase(
             val = np.full(inside.sum(), pre, np.float32)
         elif phase == "arterial":
             e = tr["arterial_enhancement"]
-            r_in = rho[inside]
-            rim_zone = r_in > 0.72
+            rim_zone = rho[inside] > 0.72
             core = pre * (1 + e * (1 - 0.85 * tr["rim"]))
             rim = pre * (1 + e * (1 + 0.35 * tr["rim"]))
             val = np.where(rim_zone, rim, core).astype(np.float32)
@@ -307,15 +409,11 @@ def render_phase(
             nec = rho[inside] < 0.35
             val[nec] = 0.55 * _tissue("liver", "pre")
         out[inside] = val
-        img[near] = out
-        if with_masks:
-            tm = np.zeros(shp, bool)
-            tm[near] = inside
-            tumour_any |= tm
+        if tumour_any is not None:
+            tumour_any[box] |= inside
     # smooth parenchymal texture (multiplicative), common to every phase
-    tex = ndimage.gaussian_filter(rng.standard_normal(shp).astype(np.float32), 1.2)
-    img *= 1 + 0.05 * tex / (tex.std() + 1e-6)
+    img *= texture if texture is not None else parenchymal_texture(shp, rng)
     masks: dict[str, np.ndarray] = {}
     if with_masks:
-        masks = {"liver": lab["liver"] | tumour_any, "tumour": tumour_any}
+        masks = {"liver": liver_full | tumour_any, "tumour": tumour_any}
     return img, masks

@@ -102,30 +102,34 @@ def write_series(
 
     Returns the datasets in slice (z) order.
     """
+    from pydicom.dataset import Dataset
     from pydicom.uid import generate_uid
 
     nz, ny, nx = counts.shape
     names = rng.permutation(nz)
+    # slice-invariant attributes once; every slice gets a copy of the element dict and
+    # only adds its own (never-shared) elements
+    tpl = _base(patient_id, study_uid, for_uid, date, style, series_uid, series_number,
+                description, protocol, acq_time)
+    tpl.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
+    tpl.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    tpl.PixelSpacing = [float(spacing[1]), float(spacing[0])]  # row spacing, column spacing
+    tpl.SliceThickness = float(spacing[2])
+    tpl.SpacingBetweenSlices = float(spacing[2])
+    tpl.Rows, tpl.Columns = ny, nx
+    if contrast:
+        tpl.ContrastBolusAgent = style.contrast_agent
+        tpl.ContrastBolusRoute = "IV"
+        tpl.ContrastBolusStartTime = inject_time.strftime("%H%M%S")
+        tpl.ContrastBolusVolume = 15
     out = []
     for k in range(nz):
-        ds = _base(patient_id, study_uid, for_uid, date, style, series_uid, series_number,
-                   description, protocol, acq_time)
+        ds = Dataset(dict(tpl._dict))
         ds.SOPInstanceUID = generate_uid(entropy_srcs=[series_uid, str(k)])
         ds.InstanceNumber = (nz - k) if style.instance_descending else (k + 1)
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
         ds.ImagePositionPatient = [float(origin[0]), float(origin[1]),
                                    float(origin[2] + k * spacing[2])]
         ds.SliceLocation = float(origin[2] + k * spacing[2])
-        ds.PixelSpacing = [float(spacing[1]), float(spacing[0])]  # row spacing, column spacing
-        ds.SliceThickness = float(spacing[2])
-        ds.SpacingBetweenSlices = float(spacing[2])
-        ds.Rows, ds.Columns = ny, nx
-        if contrast:
-            ds.ContrastBolusAgent = style.contrast_agent
-            ds.ContrastBolusRoute = "IV"
-            ds.ContrastBolusStartTime = inject_time.strftime("%H%M%S")
-            ds.ContrastBolusVolume = 15
         ds.PixelData = np.ascontiguousarray(counts[k]).tobytes()
         _save(ds, series_dir / f"IM{names[k]:05d}")
         out.append(ds)

@@ -30,7 +30,14 @@ import numpy as np
 from scipy import ndimage
 
 from hccstrat.io.atomic import atomic_write
-from hccstrat.synthetic._mri_phantom import PHASES, RigidMotion, make_tumours, render_phase
+from hccstrat.synthetic._mri_phantom import (
+    PHASES,
+    AxialGrid,
+    RigidMotion,
+    make_tumours,
+    parenchymal_texture,
+    render_phase,
+)
 from hccstrat.synthetic._mri_vendors import VENDORS, vendor_style
 from hccstrat.synthetic._mri_writer import write_localiser, write_seg, write_series
 
@@ -132,16 +139,14 @@ def _as_date(study_date) -> _dt.date:
     return pd.Timestamp(study_date).date()
 
 
-def _grid(shape, spacing) -> tuple[np.ndarray, np.ndarray]:
-    """World coordinates ``[nz, ny, nx, 3]`` of an axial grid centred near the liver."""
+def _grid(shape, spacing) -> tuple[AxialGrid, np.ndarray]:
+    """World axes of an axial grid centred near the liver, and its origin (x, y, z)."""
     nx, ny, nz = shape
     sx, sy, sz = spacing
     origin = np.array([-(nx - 1) * sx / 2, -(ny - 1) * sy / 2 + 5.0, -(nz - 1) * sz / 2])
-    zz, yy, xx = np.meshgrid(
-        np.arange(nz) * sz + origin[2], np.arange(ny) * sy + origin[1],
-        np.arange(nx) * sx + origin[0], indexing="ij",
-    )
-    return np.stack([xx, yy, zz], -1).astype(np.float32), origin
+    grid = AxialGrid(np.arange(nx) * sx + origin[0], np.arange(ny) * sy + origin[1],
+                     np.arange(nz) * sz + origin[2])
+    return grid, origin
 
 
 def _to_counts(img: np.ndarray, scale: float, noise: float, rng, spacing) -> np.ndarray:
@@ -151,11 +156,14 @@ def _to_counts(img: np.ndarray, scale: float, noise: float, rng, spacing) -> np.
     _nz, ny, nx = img.shape
     yy, xx = np.meshgrid(np.linspace(-1, 1, ny), np.linspace(-1, 1, nx), indexing="ij")
     bias = 1.0 + 0.06 * xx - 0.05 * yy  # receive-coil shading, same in every phase
-    s = img * bias[None] * scale
-    sd = noise * scale
-    n1 = rng.normal(0, sd, s.shape)
-    n2 = rng.normal(0, sd, s.shape)
-    mag = np.sqrt((s + n1) ** 2 + n2**2)
+    s = img * (bias[None] * scale).astype(np.float32)
+    sd = np.float32(noise * scale)
+    n1 = rng.standard_normal(s.shape, dtype=np.float32)
+    n1 *= sd
+    n1 += s
+    n2 = rng.standard_normal(s.shape, dtype=np.float32)
+    n2 *= sd
+    mag = np.sqrt(n1 * n1 + n2 * n2)
     return np.clip(np.rint(mag), 0, 4095).astype(np.uint16)
 
 
@@ -229,7 +237,7 @@ def write_study(
     rng = np.random.default_rng(seed)
     date = _as_date(study_date)
     ph = make_tumours(latent_row, rng)
-    world, origin = _grid(shape, spacing)
+    grid, origin = _grid(shape, spacing)
     variant = (
         int(rng.integers(len(style.descriptions))) if description_variant is None
         else description_variant % len(style.descriptions)
@@ -260,6 +268,7 @@ def write_study(
     }
     pv_datasets = None
     masks = None
+    texture = None
     for k, phase in enumerate(PHASES):
         if phase not in phases:
             continue
@@ -268,7 +277,10 @@ def write_study(
         else:
             t = rng.normal(0, motion_mm, 3) * np.array([1.0, 1.0, 2.0])
             motion = RigidMotion(tuple(map(float, t)), float(rng.normal(0, rotation_deg)), centre)
-        img, m = render_phase(ph, world, phase, motion, rng, with_masks=phase == "portal")
+        if texture is None:
+            texture = parenchymal_texture(grid.shape, rng)
+        img, m = render_phase(ph, grid, phase, motion, rng, with_masks=phase == "portal",
+                              texture=texture)
         if phase == "portal":
             masks = m
         counts = _to_counts(img, scale, style.noise_fraction, rng, spacing)
