@@ -172,14 +172,27 @@ def toy_cohort(n: int = 300, n_centres: int = 3, *, seed: int = 0) -> ToyCohort:
     return ToyCohort(clinical, latent, oracle)
 
 
-def make_image_feature_proxies(latent: pd.DataFrame, seed: int = 0, noise: float = 0.5) -> dict:
+#: Measurement noise of the image pipelines, in sd units of each standardised latent trait:
+#: 0.33 is a test-retest intraclass correlation of 1 / (1 + 0.33**2) ~ 0.9, typical of
+#: reproducible radiomic and TIME (cell-density) features.
+MEASUREMENT_NOISE = 0.33
+
+
+def make_image_feature_proxies(
+    latent: pd.DataFrame, seed: int = 0, noise: float = MEASUREMENT_NOISE
+) -> dict:
     """Simulate the image pipelines' feature tables from the latent traits.
 
-    Each latent MRI trait becomes a ``rad_*`` column and each histology trait a
-    ``time_*`` column: the (standardised) latent value plus Gaussian noise of sd
-    ``noise``, with a random monotone distortion, so models see "radiomic-like" and
-    "TIME-like" measurements carrying the latent signal imperfectly. This stands in
-    for the MRI / WSI pipelines until they produce real tables.
+    What the MRI and WSI pipelines measure is the latent trait the image generators
+    render (``mri_*`` traces for MRI; lymphocyte densities, stroma, necrosis, vascular
+    invasion, macrotrabecular pattern and immune phenotype for the WSI TIME panel),
+    not aggressiveness itself: the traces already carry their own biological noise
+    around aggressiveness (``hccstrat.synthetic._latent.TRACE_SD``). On top of that,
+    each feature is the standardised latent value plus Gaussian measurement noise of
+    sd ``noise`` (default :data:`MEASUREMENT_NOISE`, ICC ~0.9), passed through a mild
+    monotone distortion (``tanh(0.8 x)``, like a bounded image measurement). The
+    immune phenotype is measured the same way as three noisy indicator scores
+    (``time_phenotype_*``), so it is not known exactly.
 
     Returns
     -------
@@ -202,19 +215,20 @@ def make_image_feature_proxies(latent: pd.DataFrame, seed: int = 0, noise: float
         if c in latent
     ]
 
-    def measure(cols, prefix):
-        out = {"patient_id": latent["patient_id"].to_numpy()}
-        for c in cols:
-            v = latent[c].astype(float).to_numpy()
-            v = (v - v.mean()) / (v.std() + 1e-9)
-            out[f"{prefix}{c}"] = np.tanh(0.8 * (v + noise * rng.normal(size=len(v))))
-        return pd.DataFrame(out)
+    def measure(v: np.ndarray) -> np.ndarray:
+        v = np.asarray(v, float)
+        v = (v - v.mean()) / (v.std() + 1e-9)
+        return np.tanh(0.8 * (v + noise * rng.normal(size=len(v))))
 
-    rad = measure(mri, "rad_")
-    time = measure(hist, "time_")
+    rad = pd.DataFrame({"patient_id": latent["patient_id"].to_numpy()})
+    for c in mri:
+        rad[f"rad_{c}"] = measure(latent[c].to_numpy())
+    time = pd.DataFrame({"patient_id": latent["patient_id"].to_numpy()})
+    for c in hist:
+        time[f"time_{c}"] = measure(latent[c].to_numpy())
     if "immune_phenotype" in latent:
         for p in ("inflamed", "excluded", "desert"):
-            time[f"time_phenotype_{p}"] = (latent["immune_phenotype"].astype(str) == p).astype(
-                float
+            time[f"time_phenotype_{p}"] = measure(
+                (latent["immune_phenotype"].astype(str) == p).to_numpy(float)
             )
     return {"rad_": rad, "time_": time}

@@ -114,3 +114,35 @@ def test_deep_multi_head_outcome_model(wide):
     pred = m.predict_benefit(wide.head(5))
     assert pred.curves.shape == (5, 3, 9)
     assert isinstance(pred.table, pd.DataFrame) and pred.table["rfs24_TACE"].between(0, 1).all()
+
+
+def test_s_learner_and_point_estimate_fallback(cohort, wide):
+    y = endpoint(wide, "rfs")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OverlapWarning)
+        m = TreatmentBenefitModel(
+            learner="s", n_bootstrap=3, fallback="best", random_state=0
+        ).fit(wide, y)
+    tab = m.predict_benefit(wide.head(60)).table
+    vals = tab[[f"rfs24_{a}" for a in ARMS]].to_numpy()
+    assert ((vals > 0) & (vals < 1)).all()
+    assert (np.asarray(ARMS)[vals.argmax(1)] == tab["best_arm"].to_numpy()).all()
+    # without a confident recommendation the policy is the point estimate's best arm
+    # (the abstention shows in "recommended" / "confident")
+    assert (tab["policy"] == tab["best_arm"]).all()
+    assert (tab.loc[~tab["confident"], "recommended"] == NO_RECOMMENDATION).all()
+    # the estimated effects of TACE+TKI follow the toy cohort's true heterogeneous effects
+    est = m.predict_outcomes(wide)
+    gain = (est["TACE+TKI"] - est["surgery_alone"]).to_numpy()
+    orc = cohort.oracle
+    true = (orc["true_rfs24_TACE+TKI"] - orc["true_rfs24_surgery_alone"]).to_numpy()
+    assert np.corrcoef(gain, true)[0, 1] > 0.2
+
+
+def test_bad_fallback_is_a_model_error(wide):
+    from hccstrat.exceptions import ModelError
+
+    with pytest.raises(ModelError, match="fallback"):
+        TreatmentBenefitModel(fallback="clinician", n_bootstrap=0).fit(
+            wide, endpoint(wide, "rfs")
+        )

@@ -273,6 +273,62 @@ def test_image_signal_knob():
     pd.testing.assert_frame_equal(strong.oracle[cols], none.oracle[cols])
 
 
+def test_unobserved_sd_knob_sets_the_unobservable_share():
+    base = generate_cohort(2000, 4, seed=2)
+    none = generate_cohort(2000, 4, seed=2, unobserved_sd=0.0)
+    more = generate_cohort(2000, 4, seed=2, unobserved_sd=1.0)
+    assert base.config["unobserved_sd"] == 0.25 and more.config["unobserved_sd"] == 1.0
+    u = base.latent["unobserved_risk"].to_numpy()
+    # the baseline patients, their image traces and who benefits do not change
+    for co in (none, more):
+        pd.testing.assert_frame_equal(
+            co.latent[LATENT_NAMES], base.latent[LATENT_NAMES]
+        )
+        np.testing.assert_allclose(co.latent["benefit_weight"], base.latent["benefit_weight"])
+        np.testing.assert_allclose(co.oracle["true_hr_TACE+TKI"], base.oracle["true_hr_TACE+TKI"])
+    # only the unobservable term of the early log hazard moves, by sd * unobserved_risk
+    np.testing.assert_allclose(
+        more.oracle["true_lp_early"] - none.oracle["true_lp_early"], 1.0 * u, atol=1e-9
+    )
+    np.testing.assert_allclose(
+        base.oracle["true_lp_early"] - none.oracle["true_lp_early"], 0.25 * u, atol=1e-9
+    )
+    # some signal stays unobservable at the defaults: mostly in late (de novo) recurrence
+    assert np.corrcoef(base.oracle["true_lp_late"], u)[0, 1] > 0.6
+    assert 0.0 < np.corrcoef(base.oracle["true_lp_early"], u)[0, 1] < 0.2
+
+
+def test_images_show_most_of_the_aggressiveness(cohort):
+    # the MRI traces (before any measurement noise) explain most of the latent
+    # aggressiveness at image_signal = 1, but not all of it
+    from scipy.special import logit
+
+    lat = cohort.latent
+    cols = ["mri_rim", "mri_margin_irregularity", "mri_peritumoral"]
+    x = np.column_stack([np.ones(len(lat)), *(logit(lat[c].clip(1e-6, 1 - 1e-6)) for c in cols)])
+    agg = lat["aggressiveness"].to_numpy()
+    resid = agg - x @ np.linalg.lstsq(x, agg, rcond=None)[0]
+    r2 = 1 - resid.var() / agg.var()
+    assert 0.75 < r2 < 0.97, r2
+
+
+def test_treatment_heterogeneity_is_large_enough_to_matter(cohort):
+    orc, lat = cohort.oracle, cohort.latent
+    rfs = orc[[f"true_rfs24_{a}" for a in ARMS]].to_numpy()
+    # the oracle policy beats the best single regimen for everyone by a meaningful margin
+    gain = rfs.max(axis=1).mean() - rfs.mean(axis=0).max()
+    assert gain > 0.008, gain
+    # TACE+TKI over TACE: best in immune-inflamed high-risk tumours, not in immune-desert
+    high = (lat["benefit_weight"] > 0.8).to_numpy()
+    phen = lat["immune_phenotype"].astype(str).to_numpy()
+    extra = rfs[:, 2] - rfs[:, 1]
+    assert extra[high & (phen == "inflamed")].mean() > 0.05
+    assert extra[high & (phen == "desert")].mean() < 0.0
+    # and harmful in low risk (toxicity): surgery alone beats TACE+TKI there
+    low = (lat["benefit_weight"] < 0.1).to_numpy()
+    assert (rfs[low, 0] - rfs[low, 2]).mean() > 0.005
+
+
 def test_treatment_confounded_in_observational_and_not_in_randomised(cohort):
     risk = cohort.oracle["true_rfs24_surgery_alone"]
     arm = cohort.clinical["adjuvant"].astype(str)
@@ -417,6 +473,8 @@ def test_save_load_round_trip(cohort, tmp_path):
         {"treatment": "random"},
         {"start_date": "not a date"},
         {"western_centres": 9},
+        {"unobserved_sd": -0.5},
+        {"unobserved_sd": float("inf")},
     ],
 )
 def test_bad_arguments_raise_config_error(kwargs):

@@ -165,7 +165,7 @@ def train_benefit(
     radiomics: Path | None = _RAD,
     time: Path | None = _TIME,
     wsi: Path | None = _WSI,
-    learner: str = typer.Option("dr", help="dr (doubly robust) or t (T-learner)."),
+    learner: str = typer.Option("dr", help="dr (doubly robust), t (T-learner) or s (S-learner)."),
     n_bootstrap: int = typer.Option(20, help="Bootstrap replicates for intervals and abstention."),
     seed: int = _SEED,
 ) -> None:

@@ -16,6 +16,9 @@ months), target ``Y`` either ``1[T > τ]`` (2-year RFS) or ``min(T, τ)`` (RMST)
   pseudo-outcome ``φ_a = μ_a(x) + 1[A=a] (Ỹ − μ_a(x)) / e_a(x)``; the contrasts
   ``φ_a − φ_0`` are regressed on x (gradient boosting) giving ``τ_a(x)``; the
   final ``μ_a(x) = μ_0(x) + τ_a(x)``.
+- **S-learner** (``learner="s"``): one penalised Cox model for all arms with arm ×
+  prognostic-score and arm × feature interactions
+  (:class:`~hccstrat.models._benefit_slearner.InteractionCox`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from hccstrat.exceptions import ModelError
 from hccstrat.models._base import censoring_survival, make_survival_learner, survival_at
+from hccstrat.models._benefit_slearner import InteractionCox
 
 __all__ = ["BenefitCore", "CoreParams", "fit_core"]
 
@@ -49,6 +53,8 @@ class CoreParams:
     clip: float = 0.05
     n_folds: int = 2
     iptw_outcome: bool = True
+    s_alpha: float = 0.01
+    interaction_penalty: float = 3.0
     deep_params: dict = field(default_factory=dict)
 
 
@@ -131,7 +137,7 @@ class BenefitCore:
 
     params: CoreParams
     propensity: object
-    outcome: _Outcome
+    outcome: _Outcome | InteractionCox
     contrasts: dict | None = None  # (target, arm) -> regressor
 
     def predict(self, Z: np.ndarray) -> dict:
@@ -174,13 +180,24 @@ def fit_core(
     from sklearn.ensemble import GradientBoostingRegressor
 
     prop = _fit_propensity(Z, arm, p)
+    if p.learner == "s":
+        counts = np.bincount(arm, minlength=p.n_arms)
+        if (counts < 10).any():
+            raise ModelError(
+                f"arm sizes {counts.tolist()}: too few patients in an arm to fit its effect",
+                hint="pool rare arms or collect more data",
+            )
+        outcome = InteractionCox(
+            p.n_arms, p.times, alpha=p.s_alpha, interaction_penalty=p.interaction_penalty
+        ).fit(Z, y, arm)
+        return BenefitCore(p, prop, outcome)
     e_full = _propensity(prop, Z, p.n_arms)
     outcome = _Outcome(Z, y, arm, e_full, p, seed)
     core = BenefitCore(p, prop, outcome)
     if p.learner == "t":
         return core
     if p.learner != "dr":
-        raise ModelError(f"unknown learner {p.learner!r}", hint="use 't' or 'dr'")
+        raise ModelError(f"unknown learner {p.learner!r}", hint="use 's', 't' or 'dr'")
     n = len(y)
     mu = {"rfs": np.zeros((n, p.n_arms)), "rmst": np.zeros((n, p.n_arms))}
     e = np.zeros((n, p.n_arms))

@@ -2,8 +2,11 @@
 
 Learns, from observational data where the regimen (surgery alone / +TACE /
 +TACE+TKI, column ``adjuvant``) was chosen by clinicians, each patient's RFS under
-each regimen (see :mod:`hccstrat.models._benefit_core` for the T- and DR-learners,
-IPTW and IPCW). Uncertainty comes from a patient-level bootstrap of the whole fit.
+each regimen (see :mod:`hccstrat.models._benefit_core` for the T-, DR- and
+S-learners, IPTW and IPCW). Uncertainty comes from a patient-level bootstrap of the
+whole fit. The ``policy`` column falls back, for patients without a confident
+recommendation, to the regimen best on average (``fallback="default"``) or to the
+point estimate's best regimen (``fallback="best"``).
 
 Per patient, :meth:`TreatmentBenefitModel.predict_benefit` gives the RFS curve and
 the 2-year RFS and RMST (24 months) under each regimen with intervals, the
@@ -133,7 +136,8 @@ class BenefitPrediction:
     table : DataFrame
         One row per patient: ``rfs24_<arm>``/``rmst24_<arm>`` with ``_lo``/``_hi``,
         ``best_arm``, ``recommended``, ``confident``, ``policy`` (the recommended
-        regimen, or the regimen best on average when not confident), ``current_rfs24``,
+        regimen; when not confident, the point estimate's best regimen or the
+        regimen best on average, see ``fallback``), ``current_rfs24``,
         ``gain_rfs24`` (+``_lo``/``_hi``), ``gain_rmst24``, ``outside_support``.
     """
 
@@ -150,8 +154,10 @@ class TreatmentBenefitModel(BaseEstimator):
 
     Parameters
     ----------
-    learner : {"dr", "t"}
-        DR-learner (cross-fitted, IPTW + IPCW) or T-learner.
+    learner : {"dr", "t", "s"}
+        DR-learner (cross-fitted, IPTW + IPCW), T-learner, or S-learner (one penalised
+        Cox model with arm × prognostic-score and arm × feature interactions; the
+        most data-efficient when effects vary along a few axes).
     outcome_model : {"gbsa", "rsf", "coxnet", "deep"}
         Survival base model of the T-learner (gradient-boosted Cox by default; "deep"
         = one multi-head survival net).
@@ -171,6 +177,17 @@ class TreatmentBenefitModel(BaseEstimator):
         Bootstrap replicates (0 = no intervals, never abstains).
     confidence : float
         Level of the intervals (e.g. 0.9).
+    fallback : {"default", "best"}
+        ``policy`` for a patient without a confident recommendation: the regimen
+        best on average in the training data ("default") or the point estimate's best
+        regimen ("best"; the abstention is still reported in ``recommended`` /
+        ``confident``). On the synthetic benchmark (small true heterogeneity, noisy
+        individual estimates) "default" gives the higher policy value.
+    s_alpha : float
+        Elastic-net penalty of the S-learner's Cox model.
+    interaction_penalty : float
+        Penalty factor of the S-learner's arm × feature interactions (relative to
+        the features' main effects).
     horizon : float
         Months (24).
     n_grid : int
@@ -197,6 +214,9 @@ class TreatmentBenefitModel(BaseEstimator):
         n_folds: int = 2,
         n_bootstrap: int = 20,
         confidence: float = 0.9,
+        fallback: str = "default",
+        s_alpha: float = 0.01,
+        interaction_penalty: float = 3.0,
         horizon: float = 24.0,
         n_grid: int = 25,
         deep_params: dict | None = None,
@@ -216,6 +236,9 @@ class TreatmentBenefitModel(BaseEstimator):
         self.n_folds = n_folds
         self.n_bootstrap = n_bootstrap
         self.confidence = confidence
+        self.fallback = fallback
+        self.s_alpha = s_alpha
+        self.interaction_penalty = interaction_penalty
         self.horizon = horizon
         self.n_grid = n_grid
         self.deep_params = deep_params
@@ -264,6 +287,8 @@ class TreatmentBenefitModel(BaseEstimator):
             propensity_c=self.propensity_c,
             clip=self.clip,
             n_folds=self.n_folds,
+            s_alpha=self.s_alpha,
+            interaction_penalty=self.interaction_penalty,
             deep_params=dict(self.deep_params or {}),
         )
 
@@ -281,6 +306,10 @@ class TreatmentBenefitModel(BaseEstimator):
         """
         if self.criterion not in ("rfs", "rmst"):
             raise ModelError(f"unknown criterion {self.criterion!r}", hint="use 'rfs' or 'rmst'")
+        if self.fallback not in ("best", "default"):
+            raise ModelError(
+                f"unknown fallback {self.fallback!r}", hint="use 'best' or 'default'"
+            )
         check_target(y, len(X))
         arm = self._arm_codes(X)
         self.features_ = FeatureAssembler(stage="benefit", image_prefixes=self.image_prefixes).fit(
@@ -369,7 +398,8 @@ class TreatmentBenefitModel(BaseEstimator):
         tab["best_arm"] = np.asarray(ARMS, dtype=object)[best]
         tab["confident"] = confident
         tab["recommended"] = np.where(confident, tab["best_arm"], NO_RECOMMENDATION)
-        tab["policy"] = np.where(confident, tab["best_arm"], self.default_arm_)
+        fallback = tab["best_arm"] if self.fallback == "best" else self.default_arm_
+        tab["policy"] = np.where(confident, tab["best_arm"], fallback)
         for key, label in (("rfs", "rfs24"), ("rmst", "rmst24")):
             cur = (main["propensity"] * main[key]).sum(1)
             tab[f"current_{label}"] = cur

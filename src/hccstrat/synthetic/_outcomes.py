@@ -35,6 +35,7 @@ from scipy.special import expit, logit
 __all__ = [
     "ARMS",
     "NEOADJUVANT_REGIMEN",
+    "UNOBSERVED_SD",
     "draw_outcomes",
     "oracle_table",
     "propensities",
@@ -53,13 +54,24 @@ _A_EARLY = -2.85  # intercept of the early component
 _A_LATE = -3.15  # intercept of the late component (per year at t = 12)
 _K_LATE = 1.3  # Weibull shape of the late component
 _A_DEATH = np.log(0.007 / 12)  # ~0.7 %/year death without recurrence at the reference
-_SCALE = 0.6  # multiplier of the clinical part of the early linear predictor
-_BETA_AGG = 1.6  # direct effect of latent aggressiveness (beyond clinical factors)
-_BETA_UNOBS = 1.5  # effect of the unobservable component
+_SCALE = 0.5  # multiplier of the clinical part of the early linear predictor
+_BETA_AGG = 2.2  # direct effect of latent aggressiveness (beyond clinical factors)
+#: Default sd of the unobservable component of the early log hazard (``unobserved_sd``):
+#: signal no image or record shows (host factors, HBV activity after surgery...).
+UNOBSERVED_SD = 0.25
+_LATE_UNOBS = 4.0  # late (de novo, field-effect) recurrence: mostly host factors nobody sees
 _POST_REC_MEDIAN = (48.0, 16.0)  # months from recurrence to death: non-aggressive / aggressive
 _K_POST = 1.2
-_BENEFIT_CENTRE, _BENEFIT_WIDTH = 0.6, 0.8  # lp_early where half the effect applies
-_TOX_DEATH_HR = {"TACE": 1.05, "TACE+TKI": 1.25, NEOADJUVANT_REGIMEN: 1.3}
+_BENEFIT_CENTRE, _BENEFIT_WIDTH = 0.0, 0.8  # tumour risk where half the effect applies
+# early-recurrence hazard ratios vs surgery alone at full (w = 1) / no (w = 0) benefit
+# weight (DOMAIN.md "Treatment effects"): TACE ~0.70 in MVI+ / high risk, none in low
+# risk; TACE+TKI larger benefit in high risk, larger still when immune-inflamed and
+# smaller when immune-desert, and harm in low risk (toxicity, dose interruptions,
+# liver injury in cirrhotic livers)
+_HR_TACE = 0.62
+_HR_TKI_HIGH, _HR_TKI_LOW = 0.40, 1.5
+_HR_TKI_INFLAMED, _HR_TKI_DESERT = 0.50, 1.6
+_TOX_DEATH_HR = {"TACE": 1.05, "TACE+TKI": 2.0, NEOADJUVANT_REGIMEN: 1.3}
 # shares of aggressive recurrence types: multinodular, extrahepatic, infiltrative, macrovascular
 _AGGRESSIVE_TYPES = np.array([0.40, 0.36, 0.10, 0.14])
 
@@ -70,13 +82,18 @@ def _albi(clinical: pd.DataFrame) -> np.ndarray:
     return np.log10(bili) * 0.66 - 0.085 * alb
 
 
-def risk_parameters(clinical: pd.DataFrame, latent: pd.DataFrame) -> pd.DataFrame:
+def risk_parameters(
+    clinical: pd.DataFrame, latent: pd.DataFrame, *, unobserved_sd: float = UNOBSERVED_SD
+) -> pd.DataFrame:
     """Per-patient parameters of the outcome model (stored in the latent table).
 
     Parameters
     ----------
     clinical, latent : DataFrame
         Baseline tables, aligned row by row.
+    unobserved_sd : float
+        Sd of the unobservable component (``unobserved_risk``, N(0, 1)) in the early
+        log hazard; the late log hazard gets four times that.
 
     Returns
     -------
@@ -108,16 +125,19 @@ def risk_parameters(clinical: pd.DataFrame, latent: pd.DataFrame) -> pd.DataFram
         + 0.25 * poor + 0.35 * r1 + 0.2 * no_cap + 0.3 * albi + 0.12 * male + 0.1 * cirr
         + 0.5 * non_hcc
     )
-    lp_early = _SCALE * clin + _BETA_AGG * agg + _BETA_UNOBS * unobs
+    tumour_risk = _SCALE * clin + _BETA_AGG * agg
+    lp_early = tumour_risk + unobserved_sd * unobs
     lp_late = (
         0.45 * cirr + 0.25 * viral + 0.015 * age + 0.15 * male + 0.3 * albi + 0.3 * multiple
-        + 0.4 * agg + 0.6 * unobs
+        + 0.4 * agg + _LATE_UNOBS * unobserved_sd * unobs
     )
     lp_death = 0.05 * age + 0.5 * albi + 0.3 * cirr
     lp_post = 0.3 * albi + 0.02 * age
     # benefit weight: share of the "high-risk" treatment effect, rising with the
-    # early-recurrence risk under surgery alone (~0.7 on average in MVI+ patients)
-    weight = expit((lp_early - _BENEFIT_CENTRE) / _BENEFIT_WIDTH)
+    # tumour-driven (residual micro-metastatic) early-recurrence risk under surgery alone
+    # (~0.7 on average in MVI+ patients); host factors (the unobservable part) do not
+    # modify the effect, so who benefits is visible in the records and images
+    weight = expit((tumour_risk - _BENEFIT_CENTRE) / _BENEFIT_WIDTH)
     phen = latent["immune_phenotype"].astype(str).to_numpy()
     p_resp = expit(logit(0.58) + 0.9 * (phen == "inflamed") - 0.5 * (phen == "desert"))
     return pd.DataFrame(
@@ -127,7 +147,7 @@ def risk_parameters(clinical: pd.DataFrame, latent: pd.DataFrame) -> pd.DataFram
             "lp_death": lp_death,
             "lp_post_recurrence_death": lp_post,
             "benefit_weight": weight,
-            "p_aggressive_early": expit(0.0 + 0.9 * agg + 0.5 * vi + 0.4 * macro),
+            "p_aggressive_early": expit(-0.3 + 0.9 * agg + 1.0 * vi + 0.4 * macro),
             "p_aggressive_late": expit(-1.8 + 0.3 * agg),
             "p_neoadjuvant_response": p_resp,
         },
@@ -154,18 +174,27 @@ def treatment_log_hr(
     Notes
     -----
     DOMAIN.md: adjuvant TACE HR ~0.70 in MVI+ / high-risk patients, little effect in
-    low risk; TACE+TKI a larger benefit in high risk (more when immune-inflamed), a
-    little harm in low risk (toxicity, stopped treatment); neoadjuvant HAIC + lenvatinib
-    + PD-1 HR ~0.6 in high risk, mostly in mRECIST responders (ORR 50-70 %).
+    low risk; TACE+TKI a larger benefit in high risk, more when immune-inflamed (HR
+    ~0.2 at full weight) and hardly more than TACE alone when immune-desert, and harm
+    in low risk (toxicity, stopped treatment; HR 1.5, plus a doubled death hazard);
+    neoadjuvant HAIC + lenvatinib + PD-1 HR ~0.6 in high risk, mostly in mRECIST
+    responders (ORR 50-70 %). Who benefits depends on the tumour-driven risk
+    (``benefit_weight``) and the immune phenotype, never on the unobservable part.
     """
     w = latent["benefit_weight"].to_numpy(float)
     inflamed = (latent["immune_phenotype"].astype(str) == "inflamed").to_numpy(bool)
     if arm == "surgery_alone":
         return np.zeros(len(latent))
     if arm == "TACE":
-        return w * np.log(0.62)
+        return w * np.log(_HR_TACE)
     if arm == "TACE+TKI":
-        return w * np.log(0.52) + (1 - w) * np.log(1.15) + w * inflamed * np.log(0.8)
+        desert = (latent["immune_phenotype"].astype(str) == "desert").to_numpy(bool)
+        return (
+            w * np.log(_HR_TKI_HIGH)
+            + (1 - w) * np.log(_HR_TKI_LOW)
+            + w * inflamed * np.log(_HR_TKI_INFLAMED)
+            + w * desert * np.log(_HR_TKI_DESERT)
+        )
     if arm == NEOADJUVANT_REGIMEN:
         resp = w * np.log(0.42) + (1 - w) * np.log(0.85)
         non = w * np.log(0.88) + (1 - w) * np.log(1.05)
