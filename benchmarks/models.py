@@ -31,13 +31,9 @@ import resource
 import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "models"))
-from _models_toy import MEASUREMENT_NOISE, make_image_feature_proxies
 
 from hccstrat.models import (
     ARMS,
@@ -54,6 +50,7 @@ from hccstrat.models import (
 )
 from hccstrat.models._base import concordance
 from hccstrat.survival import endpoint
+from hccstrat.synthetic.image_proxies import MEASUREMENT_NOISE, make_image_feature_proxies
 
 
 def _crops(latent: pd.DataFrame, seed: int, size: int = 16) -> list[np.ndarray]:
@@ -167,9 +164,11 @@ def main(argv: list[str] | None = None) -> int:
             f"(seed {a.seed + r}); held-out centres {held} ({int(test.sum())} patients, "
             f"{int(y['event'][test].sum())} aggressive recurrences by 24 m)"
         )
-        got = {"oracle (true 24-month risk)": concordance(
-            y[test], oracle["true_p_aggressive24"].to_numpy()[test]
-        )}
+        got = {
+            "oracle (true 24-month risk)": concordance(
+                y[test], oracle["true_p_aggressive24"].to_numpy()[test]
+            )
+        }
         for name, model, _ in _risk_models():
             t = time.time()
             model.fit(X[train], y[train])
@@ -195,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
                 "vs oracle (mean)": round(gap.mean(), 3),
                 "vs oracle per replicate": " ".join(f"{g:+.3f}" for g in gap),
                 "note": (
-                    "reference" if name not in notes
+                    "reference"
+                    if name not in notes
                     else f"{notes[name]} ({secs[name] / a.replicates:.1f} s)".strip()
                 ),
             }

@@ -16,38 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hccstrat.synthetic.image_proxies import make_image_feature_proxies
+
 __all__ = ["run_demo"]
 
 log = logging.getLogger(__name__)
-
-
-def _latent_proxies(latent: pd.DataFrame, seed: int, noise: float = 0.5) -> dict[str, pd.DataFrame]:
-    """Demo-only stand-in for image features: standardised latent traits + noise."""
-    rng = np.random.default_rng(seed)
-    groups = {
-        "rad_": [c for c in latent.columns if c.startswith("mri_") and c != "mri_gap_days"],
-        "time_": [
-            c
-            for c in (
-                "lymphocyte_density",
-                "margin_lymphocyte_density",
-                "stroma_fraction",
-                "necrosis_fraction",
-                "vascular_invasion",
-                "macrotrabecular",
-            )
-            if c in latent.columns
-        ],
-    }
-    out = {}
-    for prefix, cols in groups.items():
-        t = pd.DataFrame({"patient_id": latent["patient_id"].to_numpy()})
-        for c in cols:
-            v = pd.to_numeric(latent[c].astype("float64"), errors="coerce").to_numpy()
-            v = (v - np.nanmean(v)) / (np.nanstd(v) + 1e-9)
-            t[f"{prefix}{c}"] = v + noise * rng.normal(size=len(v))
-        out[prefix] = t
-    return out
 
 
 def _split(X: pd.DataFrame, seed: int) -> tuple[np.ndarray, str]:
@@ -83,7 +56,7 @@ def run_demo(cohort, out_dir: Path, *, seed: int, progress) -> list:
     tables = getattr(cohort, "image_features", None)
     proxy = tables is None
     if proxy:
-        tables = _latent_proxies(cohort.latent, seed)
+        tables = make_image_feature_proxies(cohort.latent, seed)
     X = join_feature_tables(cohort.clinical, tables)
     test, split_label = _split(X, seed)
     train = ~test
