@@ -8,8 +8,11 @@ RGB ``uint8`` arrays of shape (height, width, 3).
 
 from __future__ import annotations
 
+import collections
 import logging
+import os
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ import numpy as np
 __all__ = [
     "BACKENDS",
     "Backend",
+    "DirectTiffTiles",
     "ImageBackend",
     "OpenSlideBackend",
     "PydicomBackend",
@@ -287,6 +291,150 @@ class ImageBackend(Backend):
 
     def read_region(self, location, level, size):
         return _crop(self._img, location, size)
+
+
+# TIFF compressions whose tiles are decoded directly (imagecodecs releases the GIL)
+_DIRECT_COMPRESSIONS = {1, 5, 7, 8, 32946, 50000, 50001}  # none, LZW, JPEG, deflate, zstd, webp
+
+
+class DirectTiffTiles:
+    """The stored tiles of a tiled TIFF pyramid, each decoded once (tifffile + imagecodecs).
+
+    Whole-slide readers decode every stored tile a region touches on every call; when
+    regions are read block by block (as the tiler does) this reader instead reads the
+    compressed bytes with ``os.pread`` (no lock, so threads decode in parallel) and keeps
+    the most recent decoded tiles in a small LRU cache, so a tile shared by two
+    neighbouring blocks is decoded once. Pixels are bit-identical to OpenSlide's for
+    JPEG tiles (both use libjpeg-turbo).
+
+    Only levels stored as tiled, 8-bit, 3-sample, chunky RGB/YCbCr pages with a
+    compression in ``_DIRECT_COMPRESSIONS`` are served; :meth:`has_level` says which.
+
+    Parameters
+    ----------
+    path : Path
+        The TIFF (or SVS/BTF) file.
+    level_dimensions : list of (int, int)
+        (width, height) of the slide levels as the main backend reports them; each is
+        matched with the TIFF page of the same size.
+    cache_bytes : int
+        Capacity of the decoded-tile cache.
+    """
+
+    def __init__(self, path: Path, level_dimensions, *, cache_bytes: int = 96 * 2**20) -> None:
+        import tifffile
+
+        self._tf = tifffile.TiffFile(str(path))
+        self._fd = os.open(str(path), os.O_RDONLY)
+        self._size = os.fstat(self._fd).st_size
+        self._pages: dict[int, Any] = {}
+        by_shape = {}
+        for series in self._tf.series:
+            for lv in series.levels:
+                page = lv.keyframe
+                by_shape.setdefault(tuple(page.shape[:2]), page)
+        for i, (w, h) in enumerate(level_dimensions):
+            page = by_shape.get((int(h), int(w)))
+            if page is not None and self._usable(page):
+                self._pages[i] = page
+        self._decoders = {i: p.decode for i, p in self._pages.items()}
+        self._cache: collections.OrderedDict = collections.OrderedDict()
+        self._cache_bytes = cache_bytes
+        self._cached = 0
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _usable(page) -> bool:
+        rgb, ycbcr_jpeg = (
+            int(page.photometric) == 2,
+            (int(page.photometric), int(page.compression)) == (6, 7),
+        )
+        ntiles = -(-page.imagelength // page.tilelength) * -(-page.imagewidth // page.tilewidth)
+        return bool(
+            page.is_tiled
+            and not page.is_ndpi
+            and page.imagedepth == 1
+            and page.samplesperpixel == 3
+            and page.bitspersample == 8
+            and page.planarconfig == 1
+            and int(page.compression) in _DIRECT_COMPRESSIONS
+            and (rgb or ycbcr_jpeg)
+            and len(page.dataoffsets) == ntiles
+        )
+
+    def has_level(self, level: int) -> bool:
+        """Whether ``level`` is served by direct tile decoding."""
+        return level in self._pages
+
+    def tile_size(self, level: int) -> tuple[int, int]:
+        """Stored tile (width, height) of ``level``."""
+        p = self._pages[level]
+        return int(p.tilewidth), int(p.tilelength)
+
+    def _tile(self, level: int, index: int) -> np.ndarray:
+        key = (level, index)
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                return hit
+        page = self._pages[level]
+        off, count = int(page.dataoffsets[index]), int(page.databytecounts[index])
+        if count == 0 or off == 0:  # sparse TIFF: tile never written, show glass
+            return np.full((page.tilelength, page.tilewidth, 3), 255, np.uint8)
+        if off + count > self._size:
+            raise ValueError(
+                f"tile {index} of level {level} lies beyond the end of the file "
+                f"({off + count} > {self._size} bytes)"
+            )
+        data = os.pread(self._fd, count, off)
+        seg = self._decoders[level](
+            data, index, jpegtables=page.jpegtables, jpegheader=page.jpegheader
+        )[0]
+        tile = seg.reshape(seg.shape[-3:])
+        with self._lock:
+            if key not in self._cache:
+                self._cache[key] = tile
+                self._cached += tile.nbytes
+                while self._cached > self._cache_bytes and len(self._cache) > 1:
+                    _, old = self._cache.popitem(last=False)
+                    self._cached -= old.nbytes
+        return tile
+
+    def read(self, level: int, location: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+        """RGB ``(h, w, 3)`` at ``level``, top-left at *level* pixel ``location``.
+
+        Pixels outside the level are white (glass), as OpenSlide's transparent ones.
+        """
+        page = self._pages[level]
+        x, y = int(location[0]), int(location[1])
+        w, h = int(size[0]), int(size[1])
+        tw, th = int(page.tilewidth), int(page.tilelength)
+        lw, lh = int(page.imagewidth), int(page.imagelength)
+        ntx = -(-lw // tw)
+        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, lw), min(y + h, lh)
+        inside = x0 == x and y0 == y and x1 == x + w and y1 == y + h
+        out = np.empty((h, w, 3), np.uint8) if inside else np.full((h, w, 3), 255, np.uint8)
+        if x1 <= x0 or y1 <= y0:
+            return out
+        for ty in range(y0 // th, (y1 - 1) // th + 1):
+            sy0, sy1 = max(y0, ty * th), min(y1, (ty + 1) * th)
+            for tx in range(x0 // tw, (x1 - 1) // tw + 1):
+                sx0, sx1 = max(x0, tx * tw), min(x1, (tx + 1) * tw)
+                t = self._tile(level, ty * ntx + tx)
+                out[sy0 - y : sy1 - y, sx0 - x : sx1 - x] = t[
+                    sy0 - ty * th : sy1 - ty * th, sx0 - tx * tw : sx1 - tx * tw
+                ]
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            self._cache.clear()
+            self._cached = 0
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        self._tf.close()
 
 
 BACKENDS: dict[str, type[Backend]] = {

@@ -7,6 +7,11 @@ micrometres per pixel (mpp). When a file stores no pixel size, asking for
 :attr:`SlideReader.mpp` raises :class:`MppMissingError` telling the user to pass
 ``--mpp``; magnification strings are reported but never converted into mpp.
 
+:meth:`SlideReader.read_region_level` (level-pixel coordinates) is the fast path of the
+tiler: for tiled generic TIFF and Aperio SVS files it decodes the stored tiles itself
+(tifffile + imagecodecs, each tile once, thread-safe), with the same pixels as
+OpenSlide; other files go through their backend.
+
 Examples
 --------
 >>> from hccstrat.io.wsi import open_slide
@@ -19,13 +24,14 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from hccstrat.exceptions import InputFileError
-from hccstrat.io._wsi_backends import BACKENDS, Backend, objective_power
+from hccstrat.io._wsi_backends import BACKENDS, Backend, DirectTiffTiles, objective_power
 
 __all__ = [
     "SLIDE_EXTENSIONS",
@@ -65,6 +71,10 @@ _ORDER = {
 }
 _DEFAULT_ORDER = ("openslide", "tiffslide", "image")
 _MPP_RANGE = (0.05, 50.0)
+_DIRECT_BACKENDS = ("openslide", "tiffslide")
+# layouts whose stored tiles are the image as it is (no overlaps or stitching offsets as
+# in Ventana BIF, no vendor quirks): only these are decoded directly
+_DIRECT_VENDORS = ("generic-tiff", "generic", "aperio")
 
 
 class SlideOpenError(InputFileError):
@@ -108,6 +118,10 @@ class SlideReader:
         An opened backend (see :func:`open_slide`).
     mpp : float, optional
         User-given level-0 mpp; overrides the file's value.
+    direct : bool
+        Let :meth:`read_region_level` decode the stored tiles of tiled generic TIFF and
+        Aperio SVS files directly (each tile once, in parallel threads) instead of
+        going through the backend; pixels are the same (see ``DirectTiffTiles``).
 
     Attributes
     ----------
@@ -121,10 +135,20 @@ class SlideReader:
     """
 
     def __init__(
-        self, path: str | os.PathLike, backend: Backend, *, mpp: float | None = None
+        self,
+        path: str | os.PathLike,
+        backend: Backend,
+        *,
+        mpp: float | None = None,
+        direct: bool = True,
     ) -> None:
         self.path = Path(path)
         self._b = backend
+        self._direct_wanted = (
+            direct and backend.name in _DIRECT_BACKENDS and backend.vendor in _DIRECT_VENDORS
+        )
+        self._direct: DirectTiffTiles | None = None
+        self._direct_lock = threading.Lock()
         self.backend_name = backend.name
         self.vendor = backend.vendor
         self.level_dimensions = list(backend.level_dimensions)
@@ -232,6 +256,59 @@ class SlideReader:
                 hint="the file is probably truncated or corrupt; re-export or re-copy it",
             ) from ex
 
+    def _direct_tiles(self) -> DirectTiffTiles | None:
+        """The direct tile decoder, opened on first use (``None`` when not applicable)."""
+        if self._direct is not None or not self._direct_wanted:
+            return self._direct
+        with self._direct_lock:
+            if self._direct is None and self._direct_wanted:
+                try:
+                    d = DirectTiffTiles(self.path, self.level_dimensions)
+                except Exception as ex:  # not a TIFF tifffile understands: use the backend
+                    log.debug("%s: no direct tile access (%s)", self.path.name, ex)
+                    self._direct_wanted = False
+                    return None
+                if not any(d.has_level(i) for i in range(self.level_count)):
+                    d.close()
+                    self._direct_wanted = False
+                    return None
+                self._direct = d
+            return self._direct
+
+    def stored_tile_size(self, level: int) -> tuple[int, int] | None:
+        """(width, height) of the stored tiles of ``level`` when decoded directly, else None."""
+        d = self._direct_tiles()
+        return d.tile_size(level) if d is not None and d.has_level(level) else None
+
+    def read_region_level(
+        self, level: int, location: tuple[int, int], size: tuple[int, int]
+    ) -> np.ndarray:
+        """Like :meth:`read_region`, but ``location`` is in pixels *of* ``level``.
+
+        Decodes the stored tiles directly when the file allows it (tiled TIFF/SVS with
+        JPEG, deflate, LZW, zstd, WebP or no compression), each tile once thanks to a
+        small cache; otherwise calls the backend at level-0 ``location × downsample``.
+        Safe to call from several threads.
+
+        Raises
+        ------
+        SlideReadError
+            When the pixels cannot be decoded (truncated or corrupt file).
+        """
+        d = self._direct_tiles()
+        if d is None or not d.has_level(level):
+            ds = self.level_downsamples[level]
+            loc0 = (round(location[0] * ds), round(location[1] * ds))
+            return self.read_region(loc0, level, size)
+        try:
+            return d.read(level, location, size)
+        except Exception as ex:  # imagecodecs and tifffile raise their own classes
+            raise SlideReadError(
+                f"cannot decode pixels of {self.path.name} at level {level}, level px "
+                f"{tuple(location)} ({type(ex).__name__}: {ex})",
+                hint="the file is probably truncated or corrupt; re-export or re-copy it",
+            ) from ex
+
     def read_level(self, level: int, *, max_pixels: int = 64_000_000) -> np.ndarray:
         """The whole of one level (refuses levels above ``max_pixels``)."""
         w, h = self.level_dimensions[level]
@@ -265,10 +342,13 @@ class SlideReader:
         for y in range(0, lh, chunk):
             for x in range(0, lw, chunk):
                 cw, ch = min(chunk, lw - x), min(chunk, lh - y)
-                a = self.read_region((round(x * lds), round(y * lds)), level, (cw, ch))
+                a = self.read_region_level(level, (x, y), (cw, ch))
                 ty0, tx0 = round(y * scale), round(x * scale)
                 ty1, tx1 = min(th, round((y + ch) * scale)), min(tw, round((x + cw) * scale))
                 if ty1 <= ty0 or tx1 <= tx0:
+                    continue
+                if a.shape[:2] == (ty1 - ty0, tx1 - tx0):  # level at the thumbnail's scale
+                    out[ty0:ty1, tx0:tx1] = a
                     continue
                 small = Image.fromarray(a).resize(
                     (tx1 - tx0, ty1 - ty0), Image.BILINEAR, reducing_gap=2.0
@@ -297,6 +377,9 @@ class SlideReader:
         }
 
     def close(self) -> None:
+        if self._direct is not None:
+            self._direct.close()
+            self._direct = None
         self._b.close()
 
     def __enter__(self) -> SlideReader:
@@ -313,7 +396,11 @@ class SlideReader:
 
 
 def open_slide(
-    path: str | os.PathLike, *, mpp: float | None = None, backend: str = "auto"
+    path: str | os.PathLike,
+    *,
+    mpp: float | None = None,
+    backend: str = "auto",
+    direct: bool = True,
 ) -> SlideReader:
     """Open a slide with the first backend that accepts it.
 
@@ -326,6 +413,9 @@ def open_slide(
     backend : str
         ``"auto"`` or one of ``openslide``, ``tiffslide``, ``wsidicom``, ``pydicom``,
         ``image``.
+    direct : bool
+        Allow direct decoding of stored TIFF tiles in :meth:`SlideReader.read_region_level`
+        (the fast path of the tiler); ``False`` always goes through the backend.
 
     Raises
     ------
@@ -356,7 +446,7 @@ def open_slide(
             errors.append(f"{name}: empty image")
             continue
         log.debug("opened %s with %s", p, name)
-        return SlideReader(p, b, mpp=mpp)
+        return SlideReader(p, b, mpp=mpp, direct=direct)
     raise SlideOpenError(
         f"cannot open {p.name} as a slide; tried " + "; ".join(errors),
         hint="check that the file is a complete whole-slide image (SVS, NDPI, MRXS, pyramidal "

@@ -24,8 +24,7 @@ def pen_mask(rgb: np.ndarray) -> np.ndarray:
     green-dominant pixels, blue with red <= green, saturated red with little blue, and
     near-black.
     """
-    a = rgb.astype(np.int16)
-    r, g, b = a[..., 0], a[..., 1], a[..., 2]
+    r, g, b = (rgb[..., k].astype(np.int16) for k in range(3))  # contiguous channel copies
     mx = np.maximum(np.maximum(r, g), b)
     mn = np.minimum(np.minimum(r, g), b)
     chroma = mx - mn

@@ -2,22 +2,42 @@
 
 All three work on batches of RGB ``uint8`` tiles, given either as numpy arrays
 ``(B, H, W, 3)`` or torch tensors of the same layout (a single ``(H, W, 3)`` image is
-accepted too); the output has the input's type. The arithmetic runs in torch (CPU or
-GPU), vectorised over the whole batch: per-tile stain vectors, percentiles and
-least-squares solves are computed for all tiles at once.
+accepted too); the output has the input's type.
 
-Conventions follow torchstain (and the original Macenko code): optical density
-``OD = -log((I + 1) / Io)``, transparent pixels are those with OD < ``beta`` in any
-channel, stain angles at the ``alpha`` / ``100 - alpha`` percentiles, concentrations
-scaled by their 99th percentile, output truncated to ``uint8``. The test suite checks
-agreement with torchstain's output.
+Macenko has two modes:
+
+``"exact"`` (default for a single image)
+    Per-tile stain vectors and concentration percentiles, computed in torch for all
+    tiles at once. Conventions follow torchstain (and the original Macenko code):
+    optical density ``OD = -log((I + 1) / Io)``, transparent pixels are those with
+    OD < ``beta`` in any channel, stain angles at the ``alpha`` / ``100 - alpha``
+    percentiles, concentrations scaled by their 99th percentile, output truncated to
+    ``uint8``. The test suite checks agreement with torchstain's output.
+``"fast"`` (default for a batch of two or more tiles)
+    One source stain matrix and one 99th-percentile pair for the whole batch (or for
+    the whole slide, after :meth:`MacenkoNormalizer.fit_source`), estimated by the
+    same rules on a random subsample of the pixels. Normalisation is then a fixed
+    linear map in OD space, ``Io · exp(-M · OD)``, which factorises per channel:
+    ``Io · Π_j ((I_j + 1) / Io) ** M_cj`` — so it is applied with lookup tables (a
+    65,536-entry table per output channel, or, once per slide, a full 24-bit colour
+    table), with no per-pixel exp or percentile. On one image the two modes differ by
+    the sampling only: about a grey level on average (tested on the fixture images;
+    with ``max_pixels`` >= the pixel count they agree to rounding). On a batch of
+    tiles they differ by design: "exact" stretches every tile to the target's
+    concentrations on its own (so a pale tile, or one with a single stain, is
+    recoloured on a shaky estimate), "fast" applies one slide-level correction to all
+    tiles, keeping their differences — typically several grey levels apart on small
+    tiles. Use ``method="exact"`` to reproduce torchstain tile by tile.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
+
+from hccstrat.pathology._stain_fast import apply_od_map, colour_table, macenko_stains
 
 __all__ = ["MacenkoNormalizer", "ReinhardNormalizer", "StainAugmenter", "lab_to_rgb", "rgb_to_lab"]
 
@@ -63,6 +83,13 @@ class MacenkoNormalizer:
         OD threshold below which pixels count as transparent.
     device : str or None
         Torch device for the arithmetic (default: the input's, or CPU for numpy).
+    max_pixels : int
+        Pixels sampled (at random, with ``seed``) for the pooled stain estimate of the
+        ``"fast"`` mode and :meth:`fit_source`.
+    seed : int
+        Seed of that sample.
+    n_threads : int or None
+        Threads of the ``"fast"`` lookup kernels (default: one per CPU, at most 4).
 
     Attributes
     ----------
@@ -71,17 +98,32 @@ class MacenkoNormalizer:
         implementation until :meth:`fit` is called.
     max_conc_ : ndarray (2,)
         Target 99th-percentile concentrations.
+    source_stain_matrix_, source_max_conc_ : ndarray or None
+        Source stains fixed by :meth:`fit_source` (``None`` until then).
     """
 
     def __init__(
-        self, io: float = 240.0, alpha: float = 1.0, beta: float = 0.15, device: str | None = None
+        self,
+        io: float = 240.0,
+        alpha: float = 1.0,
+        beta: float = 0.15,
+        device: str | None = None,
+        max_pixels: int = 2**16,
+        seed: int = 0,
+        n_threads: int | None = None,
     ) -> None:
         self.io = io
         self.alpha = alpha
         self.beta = beta
         self.device = device
+        self.max_pixels = max_pixels
+        self.seed = seed
+        self.n_threads = n_threads
         self.stain_matrix_ = np.array([[0.5626, 0.2159], [0.7201, 0.8012], [0.4062, 0.5581]])
         self.max_conc_ = np.array([1.9705, 1.0308])
+        self.source_stain_matrix_: np.ndarray | None = None
+        self.source_max_conc_: np.ndarray | None = None
+        self._lut3: tuple[bytes, np.ndarray] | None = None  # (key, 24-bit colour table)
 
     def _od(self, t):
         import torch
@@ -114,9 +156,19 @@ class MacenkoNormalizer:
         h = torch.where(first, v_min, v_max)
         e = torch.where(first, v_max, v_min)
         he = torch.stack([h, e], 2)  # (B, 3, 2)
+        # a tile without stained pixels (glass) has no stain angles: give it the target's
+        # vectors so the batch has no NaN (the caller hands such tiles back unchanged)
+        blank = ~torch.isfinite(he).all(2).all(1)
+        if bool(blank.any()):
+            ref = torch.as_tensor(self.stain_matrix_, dtype=he.dtype, device=he.device)
+            he = torch.where(blank[:, None, None], ref, he)
         conc = torch.linalg.pinv(he) @ od.transpose(1, 2)  # (B, 2, N) least squares
         max_c = torch.quantile(conc.double(), 0.99, dim=2).to(od.dtype)  # (B, 2)
         return he, conc, max_c
+
+    def _blank(self, od):
+        """Tiles (B,) with fewer than 3 stained pixels: no stain vectors, left as they are."""
+        return (od >= self.beta).all(-1).sum(1) < 3
 
     def fit(self, target) -> MacenkoNormalizer:
         """Estimate the target stain matrix and concentrations from one reference image."""
@@ -128,18 +180,137 @@ class MacenkoNormalizer:
         self.max_conc_ = max_c[0].cpu().numpy().astype(np.float64)
         return self
 
-    def transform(self, images, *, return_stains: bool = False):
+    def estimate_stains(self, images) -> tuple[np.ndarray, np.ndarray]:
+        """Pooled source stains of a set of tiles (e.g. of one slide).
+
+        The Macenko rules of the ``"exact"`` mode applied to ``max_pixels`` pixels drawn
+        at random (seeded) from all the tiles together.
+
+        Parameters
+        ----------
+        images : ndarray or tensor, uint8, (B, H, W, 3) or (H, W, 3)
+
+        Returns
+        -------
+        stain_matrix : ndarray (3, 2)
+            H and E OD vectors (columns).
+        max_conc : ndarray (2,)
+            99th-percentile H and E concentrations.
+
+        Raises
+        ------
+        ValueError
+            When the sampled pixels hold no stain (glass only).
+        """
+        t, _, _ = _as_batch(images)
+        if t.device.type != "cpu":
+            t = t.cpu()
+        flat = np.ascontiguousarray(t.numpy()).reshape(-1)
+        n = flat.size // 3
+        if n > self.max_pixels:
+            pick = 3 * np.random.default_rng(self.seed).integers(0, n, self.max_pixels)
+            rgb = np.stack([np.take(flat, pick + k) for k in range(3)])  # (3, K)
+        else:
+            rgb = flat.reshape(-1, 3).T
+        found = macenko_stains(rgb, self.io, self.alpha, self.beta)
+        if found is None:
+            raise ValueError(
+                f"no stained pixels among the {rgb.shape[1]} sampled: cannot estimate stain "
+                "vectors (glass only?)"
+            )
+        return found
+
+    def fit_source(self, images) -> MacenkoNormalizer:
+        """Fix the source stains (e.g. once per slide, from a sample of its tiles).
+
+        Later ``"fast"`` transforms use them instead of a per-batch estimate, and keep
+        a 24-bit colour table, so normalising is a single lookup per pixel.
+        """
+        self.source_stain_matrix_, self.source_max_conc_ = self.estimate_stains(images)
+        return self
+
+    def _linear_maps(self, he: np.ndarray, max_c: np.ndarray, stains: bool) -> list[np.ndarray]:
+        """OD-space maps ``M`` (3, 3): output OD = M @ input OD (image, then H, E)."""
+        scale = np.asarray(self.max_conc_, float) / np.asarray(max_c, float)
+        proj = scale[:, None] * np.linalg.pinv(np.asarray(he, float))  # (2, 3)
+        ref = np.asarray(self.stain_matrix_, float)
+        maps = [ref @ proj]
+        if stains:
+            maps += [ref[:, :1] @ proj[:1], ref[:, 1:] @ proj[1:]]
+        return maps
+
+    def transform(self, images, *, method: str = "auto", return_stains: bool = False):
         """Normalise images (batch or single) to the fitted target.
 
         Parameters
         ----------
         images : ndarray or tensor, uint8, (B, H, W, 3) or (H, W, 3)
+        method : {"auto", "exact", "fast"}
+            ``"exact"``: per-tile stains (torchstain's results); ``"fast"``: stains
+            pooled over the batch, or those of :meth:`fit_source` when set (see the
+            module docstring); ``"auto"``: ``"exact"`` for a single image, ``"fast"``
+            for a batch of two or more.
         return_stains : bool
             Also return the H-only and E-only images.
         """
+        if method not in ("auto", "exact", "fast"):
+            raise ValueError(f"method must be 'auto', 'exact' or 'fast', got {method!r}")
+        t, is_np, single = _as_batch(images)
+        if method == "auto":
+            method = "fast" if t.shape[0] > 1 else "exact"
+        if method == "fast":
+            return self._transform_fast(t, is_np, single, return_stains)
+        return self._transform_exact(t, is_np, single, return_stains)
+
+    def _transform_fast(self, t, is_np: bool, single: bool, return_stains: bool):
         import torch
 
-        t, is_np, single = _as_batch(images)
+        if self.source_stain_matrix_ is not None:
+            he, max_c = self.source_stain_matrix_, self.source_max_conc_
+        else:
+            try:
+                he, max_c = self.estimate_stains(t)
+            except ValueError:  # glass only: nothing to normalise, hand the tiles back
+                same = _restore(t.clone(), is_np, single)
+                return same if not return_stains else (same, same, same)
+        maps = self._linear_maps(he, max_c, return_stains)
+        if self.device:
+            t = t.to(self.device)
+        if t.device.type != "cpu":  # accelerator: stay on the device
+            outs = [self._apply_torch(t, m) for m in maps]
+        else:
+            x = t.numpy()
+            table = self.source_stain_matrix_ is not None and not return_stains
+            outs = [
+                torch.from_numpy(
+                    apply_od_map(x, m, self.io, self._table(m) if table else None, self._threads())
+                )
+                for m in maps
+            ]
+        res = [_restore(o, is_np, single) for o in outs]
+        return res[0] if not return_stains else tuple(res)
+
+    def _threads(self) -> int:
+        return self.n_threads or min(4, os.cpu_count() or 1)
+
+    def _table(self, m: np.ndarray) -> np.ndarray:
+        """24-bit colour table of the map ``m`` (built once per source/target pair)."""
+        key = np.concatenate([m.ravel(), [self.io]]).tobytes()
+        if self._lut3 is None or self._lut3[0] != key:
+            self._lut3 = (key, colour_table(m, self.io, self._threads()))
+        return self._lut3[1]
+
+    def _apply_torch(self, t, m: np.ndarray):
+        import torch
+
+        b, hgt, wid, _ = t.shape
+        od = self._od(t)  # (B, N, 3)
+        mt = torch.as_tensor(m, dtype=od.dtype, device=od.device)
+        return self._to_rgb((od @ mt.T).transpose(1, 2), b, hgt, wid)
+
+    def _transform_exact(self, t, is_np: bool, single: bool, return_stains: bool):
+        import torch
+
         if self.device:
             t = t.to(self.device)
         b, hgt, wid, _ = t.shape
@@ -148,13 +319,15 @@ class MacenkoNormalizer:
         ref = torch.as_tensor(self.stain_matrix_, dtype=od.dtype, device=od.device)
         ref_max = torch.as_tensor(self.max_conc_, dtype=od.dtype, device=od.device)
         conc = conc * (ref_max / max_c).unsqueeze(-1)
-        out = self._to_rgb(ref @ conc, b, hgt, wid)
-        result = _restore(out, is_np, single)
-        if not return_stains:
-            return result
-        h_img = self._to_rgb(ref[:, :1] @ conc[:, :1], b, hgt, wid)
-        e_img = self._to_rgb(ref[:, 1:] @ conc[:, 1:], b, hgt, wid)
-        return result, _restore(h_img, is_np, single), _restore(e_img, is_np, single)
+        blank = self._blank(od)[:, None, None, None]
+        outs = [ref @ conc]
+        if return_stains:
+            outs += [ref[:, :1] @ conc[:, :1], ref[:, 1:] @ conc[:, 1:]]
+        res = [
+            _restore(torch.where(blank, t, self._to_rgb(o, b, hgt, wid)), is_np, single)
+            for o in outs
+        ]
+        return res[0] if not return_stains else tuple(res)
 
     def _to_rgb(self, od_t, b, hgt, wid):
         import torch

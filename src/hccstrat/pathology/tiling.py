@@ -4,9 +4,13 @@
 tissue mask and keeps tiles with enough tissue; coordinates are level-0 pixels
 (top-left), as in CLAM/TRIDENT. :func:`iter_tile_batches` reads them from the deepest
 pyramid level that is at least as sharp as the target: tiles are read in blocks of
-``block × block`` neighbours with one ``read_region`` each (so every stored JPEG tile is
-decoded about once), resized once per block, cut, and handed out in batches. Threads
-overlap decoding (the decoders release the GIL).
+``block × block`` neighbours with one region read each, resized once per block when
+the target is not a pyramid level, cut, and handed out in batches. For tiled
+TIFF/SVS files the region comes from
+:meth:`hccstrat.io.wsi.SlideReader.read_region_level`, which decodes the stored JPEG
+tiles directly; block sizes are chosen so that block edges fall on stored-tile edges,
+so every stored tile is decoded once. Threads overlap decoding (the decoders release
+the GIL); memory stays bounded whatever the number of tiles.
 """
 
 from __future__ import annotations
@@ -166,6 +170,27 @@ def _blocks(grid: TileGrid, block: int) -> list[np.ndarray]:
     return np.split(order, starts[1:])
 
 
+def _block_size(reader, grid: TileGrid, default: int) -> int:
+    """Grid cells per block side, chosen so block edges fall on stored-tile edges.
+
+    Blocks whose edges coincide with the edges of the stored (JPEG) tiles never share
+    a stored tile, so each is decoded exactly once (e.g. 224-px tiles over 256-px
+    stored tiles: 8 cells = 7 stored tiles). Without such a size within 4–16 cells, or
+    without direct tile access, ``default`` is kept.
+    """
+    size = getattr(reader, "stored_tile_size", lambda level: None)(grid.read_level)
+    if size is None:
+        return default
+    stride = grid.stride_level0 / grid.read_downsample  # read-level px
+    best = default
+    for b in sorted(range(4, 17), key=lambda b: abs(b - default)):
+        span = b * stride
+        if abs(span - round(span)) < 1e-6 and round(span) % size[0] == 0 == round(span) % size[1]:
+            best = b
+            break
+    return best
+
+
 def _read_block(reader, grid: TileGrid, idx: np.ndarray) -> np.ndarray:
     from PIL import Image
 
@@ -175,7 +200,15 @@ def _read_block(reader, grid: TileGrid, idx: np.ndarray) -> np.ndarray:
     ey = int(c[:, 1].max()) + grid.patch_size_level0
     ds = grid.read_downsample
     rw, rh = max(1, round((ex - bx) / ds)), max(1, round((ey - by) / ds))
-    region = reader.read_region((bx, by), grid.read_level, (rw, rh))
+    lx, ly = bx / ds, by / ds
+    if (
+        abs(lx - round(lx)) < 1e-6
+        and abs(ly - round(ly)) < 1e-6
+        and hasattr(reader, "read_region_level")
+    ):
+        region = reader.read_region_level(grid.read_level, (round(lx), round(ly)), (rw, rh))
+    else:  # block origin between two read-level pixels: let the backend place it
+        region = reader.read_region((bx, by), grid.read_level, (rw, rh))
     scale = grid.patch_size / grid.patch_size_level0  # target px per level-0 px
     tw, th = round((ex - bx) * scale), round((ey - by) * scale)
     if (tw, th) != (rw, rh):
@@ -194,6 +227,31 @@ def _read_block(reader, grid: TileGrid, idx: np.ndarray) -> np.ndarray:
     return out
 
 
+def _iter_blocks(reader, grid: TileGrid, blocks: list[np.ndarray], workers: int):
+    """Read blocks in order, ``workers`` threads ahead of the consumer (bounded memory)."""
+    if workers <= 1:
+        for b in blocks:
+            yield _read_block(reader, grid, b), b
+        return
+    with cf.ThreadPoolExecutor(workers) as ex:
+        pending: collections.deque = collections.deque()
+        it = iter(blocks)
+        for b in it:
+            pending.append((ex.submit(_read_block, reader, grid, b), b))
+            if len(pending) >= 2 * workers:
+                break
+        try:
+            while pending:
+                fut, b = pending.popleft()
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending.append((ex.submit(_read_block, reader, grid, nxt), nxt))
+                yield fut.result(), b
+        finally:  # consumer stopped early or a read failed: drop what is queued
+            for fut, _ in pending:
+                fut.cancel()
+
+
 def iter_tile_batches(
     reader,
     grid: TileGrid,
@@ -205,13 +263,17 @@ def iter_tile_batches(
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(tiles, index)`` batches: tiles ``(B, P, P, 3)`` uint8 and their grid indices.
 
+    Tiles come block by block (row-major over blocks), so memory stays bounded
+    whatever the number of tiles: at most ``2 × workers`` blocks are in flight.
+
     Parameters
     ----------
     reader : hccstrat.io.wsi.SlideReader
     grid : TileGrid
     batch_size : int
     block : int
-        Tiles per side of a read block.
+        Tiles per side of a read block (adjusted by up to a few cells so that block
+        edges fall on the edges of the stored tiles when the file is read directly).
     workers : int
         Reader threads (0 or 1 reads in the calling thread).
     indices : ndarray, optional
@@ -231,50 +293,32 @@ def iter_tile_batches(
     base = np.arange(len(grid)) if indices is None else np.asarray(indices)
     if len(sub) == 0:
         return
-    blocks = _blocks(sub, block)
-    buf_t: list[np.ndarray] = []
-    buf_i: list[np.ndarray] = []
-    n_buf = 0
-
-    def emit():
-        nonlocal buf_t, buf_i, n_buf
-        t = np.concatenate(buf_t)
-        i = np.concatenate(buf_i)
-        while len(t) >= batch_size:
-            yield t[:batch_size], i[:batch_size]
-            t, i = t[batch_size:], i[batch_size:]
-        buf_t, buf_i, n_buf = [t], [i], len(t)
-
-    def results() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        if workers <= 1:
-            for b in blocks:
-                yield _read_block(reader, sub, b), b
-            return
-        with cf.ThreadPoolExecutor(workers) as ex:
-            pending: collections.deque = collections.deque()
-            it = iter(blocks)
-            for b in it:
-                pending.append((ex.submit(_read_block, reader, sub, b), b))
-                if len(pending) >= 2 * workers:
-                    break
-            while pending:
-                fut, b = pending.popleft()
-                nxt = next(it, None)
-                if nxt is not None:
-                    pending.append((ex.submit(_read_block, reader, sub, nxt), nxt))
-                yield fut.result(), b
-
-    for tiles, b in results():
-        buf_t.append(tiles)
-        buf_i.append(base[b])
-        n_buf += len(b)
-        if n_buf >= batch_size:
-            yield from emit()
-    if n_buf:
-        t = np.concatenate(buf_t)
-        i = np.concatenate(buf_i)
-        if len(t):
-            yield t, i
+    blocks = _blocks(sub, _block_size(reader, sub, block))
+    p = grid.patch_size
+    held_t: collections.deque = collections.deque()  # (tiles, grid indices) not yet emitted
+    n_held = 0
+    for tiles, b in _iter_blocks(reader, sub, blocks, workers):
+        held_t.append((tiles, base[b]))
+        n_held += len(b)
+        while n_held >= batch_size:
+            out = np.empty((batch_size, p, p, 3), np.uint8)
+            out_i = np.empty(batch_size, np.int64)
+            k = 0
+            while k < batch_size:
+                t, i = held_t.popleft()
+                take = min(batch_size - k, len(t))
+                out[k : k + take] = t[:take]
+                out_i[k : k + take] = i[:take]
+                if take < len(t):
+                    held_t.appendleft((t[take:], i[take:]))
+                k += take
+            n_held -= batch_size
+            yield out, out_i
+    if n_held:
+        yield (
+            np.concatenate([t for t, _ in held_t]),
+            np.concatenate([i for _, i in held_t]).astype(np.int64),
+        )
 
 
 def read_tiles(reader, grid: TileGrid, indices) -> np.ndarray:

@@ -67,9 +67,11 @@ def tissue_mask_from_rgb(
     """
     from skimage.filters import threshold_otsu
 
-    a = rgb.astype(np.float32)
-    mx, mn = a.max(-1), a.min(-1)
-    sat = np.where(mx > 0, (mx - mn) / np.maximum(mx, 1), 0)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    mx = np.maximum(np.maximum(r, g), b)  # uint8 channel-wise ops: no float copy of the image
+    mn = np.minimum(np.minimum(r, g), b)
+    sat = (mx - mn).astype(np.float32)
+    sat /= np.maximum(mx, 1).astype(np.float32)
     pen = pen_mask(rgb)
     dark = mx < 45
     valid = ~pen & ~dark

@@ -38,10 +38,13 @@ code  name                        meaning
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures as cf
 import json
 import logging
+import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -226,6 +229,7 @@ def write_slide(
     geojson: bool = True,
     write_mpp: bool = True,
     texture_size: int = 512,
+    workers: int | None = None,
 ) -> SlideInfo:
     """Write one synthetic pyramidal H&E slide and its ground truth.
 
@@ -254,6 +258,9 @@ def write_slide(
     texture_size : int
         Period in level-0 px of the seamless class textures (power of two; larger is
         less repetitive and slower).
+    workers : int, optional
+        Threads that render and JPEG-encode tiles (default: up to 4, one per CPU);
+        the output does not depend on it.
 
     Returns
     -------
@@ -264,10 +271,10 @@ def write_slide(
 
     from hccstrat.synthetic._wsi_geometry import draw_geometry
     from hccstrat.synthetic._wsi_texture import (
+        LevelTiles,
         StainParams,
         build_textures,
         downsample_textures,
-        iter_level_tiles,
         texture_index_map,
     )
 
@@ -279,6 +286,7 @@ def write_slide(
             hint="use size >= 64 px, a tile multiple of 16 and 0.05 <= mpp <= 20",
         )
     path = Path(path)
+    workers = workers or min(4, os.cpu_count() or 1)
     rng = np.random.default_rng(seed)
     ds = _grid_downsample((width, height))
     grid = (-(-height // ds), -(-width // ds))
@@ -299,12 +307,14 @@ def write_slide(
             shp = (-(-height // f), -(-width // f))
             tex = downsample_textures(tex0, f)
             imap, cell = fine if f == 1 else coarse
-            tiles = iter_level_tiles(imap, cell, tex, f, shp, tile)
+            tiles = _encoded_tiles(
+                LevelTiles(imap, cell, tex, f, shp, tile), stain.jpeg_quality, workers
+            )
             kw: dict[str, Any] = {}
             if write_mpp:
                 kw.update(resolution=(res[0] / f, res[1] / f), resolutionunit="CENTIMETER")
             tw.write(
-                tiles,
+                tiles,  # JPEG tiles encoded above with tifffile's own JPEG settings
                 shape=(*shp, 3),
                 dtype=np.uint8,
                 tile=(tile, tile),
@@ -314,7 +324,6 @@ def write_slide(
                 subfiletype=0 if i == 0 else 1,
                 description=(f"hccstrat synthetic H&E slide; mpp={mpp}" if i == 0 else None),
                 metadata=None,
-                maxworkers=2,
                 **kw,
             )
     stem = path.with_suffix("")
@@ -364,6 +373,43 @@ def write_slide(
     )
     log.info("wrote %s (%dx%d, %.1f s)", path, width, height, info.seconds)
     return info
+
+
+def _encoded_tiles(level, quality: int, workers: int) -> Iterator[bytes]:
+    """JPEG bytes of every tile of ``level`` (a ``LevelTiles``) in row-major order.
+
+    Rows are rendered and encoded by ``workers`` threads (imagecodecs releases the GIL),
+    at most ``2 × workers`` rows ahead of the writer. The encoder settings are those
+    tifffile uses for ``compression="jpeg"`` on RGB data (YCbCr, 4:2:0), so the file
+    is the same as if tifffile had encoded the tiles itself.
+    """
+    import imagecodecs
+
+    def job(ty: int) -> list[bytes]:
+        return [
+            imagecodecs.jpeg_encode(
+                t, level=quality, subsampling=(2, 2), colorspace="RGB", outcolorspace="YCBCR"
+            )
+            for t in level.row(ty)
+        ]
+
+    if workers <= 1:
+        for ty in range(level.n_rows):
+            yield from job(ty)
+        return
+    with cf.ThreadPoolExecutor(workers) as ex:
+        pending: collections.deque = collections.deque()
+        rows = iter(range(level.n_rows))
+        for ty in rows:
+            pending.append(ex.submit(job, ty))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            done = pending.popleft().result()
+            nxt = next(rows, None)
+            if nxt is not None:
+                pending.append(ex.submit(job, nxt))
+            yield from done
 
 
 def _jitter(rng: np.random.Generator, j: int, ds: int) -> np.ndarray:
