@@ -30,6 +30,7 @@ import pandas as pd
 
 from hccstrat.exceptions import ConfigError, InputFileError
 from hccstrat.io.atomic import atomic_write
+from hccstrat.pathology.classes import REGION_CLASSES
 
 __all__ = [
     "ANNOTATION_CLASSES",
@@ -50,18 +51,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: default class list (code = index), as in :data:`hccstrat.synthetic.wsi.CLASS_CODES`
-ANNOTATION_CLASSES: list[str] = [
-    "background",
-    "tumour",
-    "stroma",
-    "immune_dense",
-    "necrosis",
-    "normal_liver",
-    "vessel",
-    "vessel_tumour_thrombus",
-    "pen_artefact",
-]
+#: default class list (code = index), see :mod:`hccstrat.pathology.classes`
+ANNOTATION_CLASSES: list[str] = list(REGION_CLASSES)
 #: consensus code of a disagreement the arbiter did not label
 UNRESOLVED = 255
 _ALIASES = {

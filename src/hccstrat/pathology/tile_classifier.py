@@ -25,6 +25,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from hccstrat.exceptions import ConfigError, InputFileError, ModelError, NotFittedError
 from hccstrat.io.atomic import atomic_path
+from hccstrat.pathology.classes import CLASS_CODES
 
 __all__ = [
     "CODE_TO_FINE",
@@ -50,17 +51,9 @@ TILE_CLASSES: list[str] = [
 ]
 #: classes the classifier may learn (``vessel_tumour_thrombus`` is reported as vessel)
 FINE_CLASSES: list[str] = [*TILE_CLASSES, "vessel_tumour_thrombus"]
-#: label-map code (:data:`hccstrat.synthetic.wsi.CLASS_CODES`) → fine class (None: ignore)
+#: label-map code (:data:`hccstrat.pathology.classes.CLASS_CODES`) → fine class (None: ignore)
 CODE_TO_FINE: dict[int, str | None] = {
-    0: "background",
-    1: "tumour",
-    2: "stroma",
-    3: "immune_dense",
-    4: "necrosis",
-    5: "normal_liver",
-    6: "vessel",
-    7: "vessel_tumour_thrombus",
-    8: None,
+    code: (name if name in FINE_CLASSES else None) for code, name in CLASS_CODES.items()
 }
 _FORMAT = "hccstrat-tile-classifier-v1"
 

@@ -53,6 +53,7 @@ import numpy as np
 
 from hccstrat.exceptions import ConfigError
 from hccstrat.io.atomic import atomic_path, atomic_write
+from hccstrat.pathology.classes import CLASS_CODES, CLASS_NAMES
 
 __all__ = [
     "CLASS_CODES",
@@ -65,20 +66,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: class code → name of the ground-truth region masks
-CLASS_CODES: dict[int, str] = {
-    0: "background",
-    1: "tumour",
-    2: "stroma",
-    3: "immune_dense",
-    4: "necrosis",
-    5: "normal_liver",
-    6: "vessel",
-    7: "vessel_tumour_thrombus",
-    8: "pen_artefact",
-}
-#: name → class code
-CLASS_NAMES: dict[str, int] = {v: k for k, v in CLASS_CODES.items()}
 _COLOURS = {
     0: [255, 255, 255],
     1: [200, 0, 0],
