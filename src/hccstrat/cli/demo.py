@@ -28,7 +28,7 @@ STAGES: list[tuple[str, str]] = [
     ("validation", "hccstrat.cli.validate:demo_stage"),
     ("whole-slide images", "hccstrat.cli.wsi:demo_stage"),
     ("tumour immune microenvironment", "hccstrat.cli._demo_time:demo_stage_time"),
-    ("trial", "hccstrat.cli.trial:demo_stage"),
+    ("trial", "hccstrat.cli._demo_trial:demo_stage"),
 ]
 
 
