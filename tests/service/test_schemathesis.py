@@ -32,7 +32,7 @@ def test_no_server_error_on_generated_requests(sqlite_app):
             if op.path.startswith(("/api/auth/login", "/api/auth/logout")):
                 continue  # would trip the rate limiter / revoke the test's own token
             if op.method.upper() == "POST" and op.path.endswith(("/studies", "/slides")):
-                continue  # raw binary bodies: covered by test_ingest.py
+                continue  # raw binary bodies: covered by test_service_ingest.py
 
             @settings(
                 max_examples=8,
