@@ -65,6 +65,7 @@ def report(
         Path("out/validation/report.html"), "--out", help="HTML file to write."
     ),
     title: str = typer.Option("Validation report", "--title"),
+    pdf: bool = typer.Option(False, "--pdf", help="Also print a PDF copy (needs Chromium)."),
 ) -> None:
     """Render the HTML report (and its JSON of numbers) from saved validation results."""
     import json
@@ -82,6 +83,10 @@ def report(
         ) from err
     html = build_validation_report(d, out, title=title)
     typer.echo(f"wrote {html}")
+    if pdf:
+        from hccstrat.reports.pdf import html_to_pdf
+
+        typer.echo(f"wrote {html_to_pdf(html)}")
 
 
 _FEATURES = (
