@@ -129,6 +129,7 @@ def demo_stage(cohort, out_dir: Path, *, seed: int, progress) -> list:
     import pandas as pd
     from lifelines import CoxPHFitter
 
+    from hccstrat.clinical.scores import compute_scores
     from hccstrat.evaluation.validation import StageSpec, ValidationPlan, run_plan, split_internal
     from hccstrat.reports.html import Section
     from hccstrat.reports.validation_report import validation_sections
@@ -156,6 +157,10 @@ def demo_stage(cohort, out_dir: Path, *, seed: int, progress) -> list:
     oracle = cohort.oracle.set_index("patient_id").reindex(clin["patient_id"])
     oracle_risk = 1 - np.exp(-np.exp(oracle["true_lp"].to_numpy(float)))
     clinician_high = (oracle_risk + rng.normal(0, 0.15, len(clin))) >= 0.5
+    # treatment rules of the clinical scores, drawn as 0/1 strategies in the decision curve
+    scores = compute_scores(clin)
+    bclc_rule = scores["bclc_stage"].astype("string").isin(["A", "B", "C", "D"]).to_numpy(float)
+    erasl_rule = scores["erasl_pre_group"].astype("string").eq("high").to_numpy(float)
     data = pd.DataFrame(
         {
             "time": y["time"],
@@ -171,6 +176,8 @@ def demo_stage(cohort, out_dir: Path, *, seed: int, progress) -> list:
             "afp_ng_ml": clin["afp_ng_ml"],
             "tumour_size_cm": clin["tumour_size_cm"],
             "clinician_high": clinician_high,
+            "BCLC A or worse": bclc_rule,
+            "ERASL-pre high": erasl_rule,
         }
     )
     plan = ValidationPlan(
@@ -178,7 +185,7 @@ def demo_stage(cohort, out_dir: Path, *, seed: int, progress) -> list:
         n_bootstrap=200,
         seed=seed,
         subgroups=["sex", "age_band", "aetiology", "centre"],
-        comparators=["oracle"],
+        comparators=["oracle", "BCLC A or worse", "ERASL-pre high"],
         stages=[
             StageSpec("development", "development"),
             StageSpec("internal", "internal"),
