@@ -176,6 +176,7 @@ def demo_stage(cohort, out_dir: Path, *, seed: int, progress) -> list:
             "afp_ng_ml": clin["afp_ng_ml"],
             "tumour_size_cm": clin["tumour_size_cm"],
             "clinician_high": clinician_high,
+            "bclc_stage": scores["bclc_stage"].astype("string").fillna("missing").to_numpy(),
             "BCLC A or worse": bclc_rule,
             "ERASL-pre high": erasl_rule,
         }
@@ -184,7 +185,7 @@ def demo_stage(cohort, out_dir: Path, *, seed: int, progress) -> list:
         name="demo (clinical Cox, RFS at 24 months)",
         n_bootstrap=200,
         seed=seed,
-        subgroups=["sex", "age_band", "aetiology", "centre"],
+        subgroups=["sex", "age_band", "aetiology", "centre", "bclc_stage"],
         comparators=["oracle", "BCLC A or worse", "ERASL-pre high"],
         stages=[
             StageSpec("development", "development"),

@@ -21,13 +21,13 @@ __all__ = ["DEFAULT_SUBGROUPS", "age_band", "subgroup_performance"]
 
 log = logging.getLogger(__name__)
 
-#: Columns used when present (canonical schema names; ``bclc`` or ``bclc_recorded``).
+#: Columns used when present (``bclc_stage`` comes from :mod:`hccstrat.clinical.scores`).
 DEFAULT_SUBGROUPS: tuple[str, ...] = (
     "sex",
     "age_band",
     "aetiology",
     "centre",
-    "bclc",
+    "bclc_stage",
     "bclc_recorded",
 )
 

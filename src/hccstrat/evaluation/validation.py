@@ -108,7 +108,7 @@ class ValidationPlan:
     cohort_column: str = "cohort"
     date_column: str = "surgery_date"
     subgroups: list[str] = field(
-        default_factory=lambda: ["sex", "age_band", "aetiology", "centre", "bclc"]
+        default_factory=lambda: ["sex", "age_band", "aetiology", "centre", "bclc_stage"]
     )
     comparators: list[str] = field(default_factory=list)
     stages: list[StageSpec] = field(default_factory=list)
