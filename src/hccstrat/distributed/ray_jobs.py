@@ -21,9 +21,7 @@ Start Ray with :func:`init_ray` (local: ``num_cpus``; cluster: ``address="auto"`
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -100,25 +98,10 @@ def _ray():
 
 
 def _run_item(fn: Callable, item: str, arg: Any, stage: str) -> dict:
-    """One item → one manifest row (same fields as :mod:`hccstrat.radiology.batch`)."""
-    from hccstrat.io.atomic import sha256_file
+    """One item → one manifest row, exactly as :func:`hccstrat.radiology.batch.run_item`."""
+    from hccstrat.radiology.batch import run_item
 
-    t0 = time.perf_counter()
-    row: dict[str, Any] = {"item": item, "stage": stage}
-    try:
-        out = fn(arg)
-        row.update(status="ok", output=str(out) if out is not None else None)
-        if out is not None and Path(out).is_file():
-            row["sha256"] = sha256_file(out)
-    except HccstratError as err:
-        row.update(status="failed", error_code=err.code, error_message=str(err))
-    except Exception as err:
-        log.exception("unexpected error on %s", item)
-        row.update(status="failed", error_code="HCC-INTERNAL",
-                   error_message=f"{type(err).__name__}: {err}")
-    row["seconds"] = round(time.perf_counter() - t0, 3)
-    row["finished"] = _dt.datetime.now().isoformat(timespec="seconds")
-    return row
+    return run_item(fn, item, arg, stage)
 
 
 def _died_row(key: str, err: BaseException, max_retries: int) -> dict:

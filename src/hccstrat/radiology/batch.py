@@ -26,6 +26,7 @@ __all__ = [
     "MANIFEST_COLUMNS",
     "Manifest",
     "run_batch",
+    "run_item",
     "stage_features",
     "stage_ingest",
     "stage_preprocess",
@@ -35,8 +36,17 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-MANIFEST_COLUMNS = ["item", "stage", "status", "error_code", "error_message", "output",
-                    "sha256", "seconds", "finished"]
+MANIFEST_COLUMNS = [
+    "item",
+    "stage",
+    "status",
+    "error_code",
+    "error_message",
+    "output",
+    "sha256",
+    "seconds",
+    "finished",
+]
 
 
 @dataclass
@@ -71,7 +81,12 @@ def study_dirs(root: str | Path) -> list[Path]:
     return [root] if direct or not subs else subs
 
 
-def _one(fn: Callable, item: str, arg, stage: str) -> dict:
+def run_item(fn: Callable, item: str, arg, stage: str) -> dict:
+    """Run ``fn(arg)`` for one item and return its manifest row (never raises).
+
+    A :class:`~hccstrat.exceptions.HccstratError` is recorded with its code; any other
+    error as ``HCC-INTERNAL``. Shared by the local and the Ray batch runners.
+    """
     t0 = time.perf_counter()
     row = {"item": item, "stage": stage}
     try:
@@ -83,16 +98,24 @@ def _one(fn: Callable, item: str, arg, stage: str) -> dict:
         row.update(status="failed", error_code=err.code, error_message=str(err))
     except Exception as err:
         log.exception("unexpected error on %s", item)
-        row.update(status="failed", error_code="HCC-INTERNAL",
-                   error_message=f"{type(err).__name__}: {err}")
+        row.update(
+            status="failed", error_code="HCC-INTERNAL", error_message=f"{type(err).__name__}: {err}"
+        )
     row["seconds"] = round(time.perf_counter() - t0, 3)
     row["finished"] = _dt.datetime.now().isoformat(timespec="seconds")
     return row
 
 
-def run_batch(items: Iterable[tuple[str, object]], fn: Callable, manifest_path: str | Path, *,
-              stage: str, resume: bool = True, workers: int = 1,
-              progress: Callable[[str], None] | None = None) -> pd.DataFrame:
+def run_batch(
+    items: Iterable[tuple[str, object]],
+    fn: Callable,
+    manifest_path: str | Path,
+    *,
+    stage: str,
+    resume: bool = True,
+    workers: int = 1,
+    progress: Callable[[str], None] | None = None,
+) -> pd.DataFrame:
     """Apply ``fn(arg)`` to every ``(item_id, arg)``; record each result in the manifest.
 
     ``fn`` returns the output path (or None). With ``workers > 1`` items run in
@@ -108,7 +131,7 @@ def run_batch(items: Iterable[tuple[str, object]], fn: Callable, manifest_path: 
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(max_workers=workers) as ex:
-            futs = [ex.submit(_one, fn, i, a, stage) for i, a in todo]
+            futs = [ex.submit(run_item, fn, i, a, stage) for i, a in todo]
             for f in futs:
                 row = f.result()
                 man.record(row)
@@ -116,7 +139,7 @@ def run_batch(items: Iterable[tuple[str, object]], fn: Callable, manifest_path: 
                     progress(f"{stage}: {row['item']} {row['status']}")
     else:
         for i, a in todo:
-            row = _one(fn, i, a, stage)
+            row = run_item(fn, i, a, stage)
             man.record(row)
             if progress:
                 progress(f"{stage}: {i} {row['status']}")
@@ -124,6 +147,7 @@ def run_batch(items: Iterable[tuple[str, object]], fn: Callable, manifest_path: 
 
 
 # --- stage functions (module level so that they can run in worker processes) ---------
+
 
 def stage_ingest(args: tuple[Path, Path, dict | None]) -> Path:
     """Scan one study folder and write its ingest report; fails on no MR / no phases."""
@@ -135,9 +159,12 @@ def stage_ingest(args: tuple[Path, Path, dict | None]) -> Path:
     if not scan.studies:
         from hccstrat.io.dicom import NotImageError
 
-        raise NotImageError(f"no DICOM image found in {src} ({len(scan.skipped)} files skipped: "
-                            + "; ".join(sorted({k.reason for k in scan.skipped}))[:300] + ")",
-                            hint="check the folder holds the MRI export")
+        raise NotImageError(
+            f"no DICOM image found in {src} ({len(scan.skipped)} files skipped: "
+            + "; ".join(sorted({k.reason for k in scan.skipped}))[:300]
+            + ")",
+            hint="check the folder holds the MRI export",
+        )
     for st in scan.studies:
         require_mr(st)
     return paths["series"]
@@ -172,14 +199,17 @@ def stage_preprocess(args: tuple[Path, Path, object]) -> Path:
     require_mr(study)
     missing = [p for p in ("pre", "arterial", "portal", "delayed") if p not in study.phases]
     if missing:
-        raise MissingPhaseError(f"{src}: phase(s) not found or not identified: "
-                                f"{', '.join(missing)} (found: "
-                                f"{', '.join(study.phases) or 'none'})",
-                                hint="check the ingest report (series.csv); give a phase "
-                                     "mapping file (--mapping) for unnamed series")
+        raise MissingPhaseError(
+            f"{src}: phase(s) not found or not identified: "
+            f"{', '.join(missing)} (found: "
+            f"{', '.join(study.phases) or 'none'})",
+            hint="check the ingest report (series.csv); give a phase "
+            "mapping file (--mapping) for unnamed series",
+        )
     masks = find_masks(src, study)
-    res = preprocess_study(study, out, config=cfg, tumour_mask=masks.get("tumour"),
-                           liver_mask=masks.get("liver"))
+    res = preprocess_study(
+        study, out, config=cfg, tumour_mask=masks.get("tumour"), liver_mask=masks.get("liver")
+    )
     return res.out_dir / "preprocess.json"
 
 
@@ -193,10 +223,15 @@ def stage_features(args: tuple[Path, Path]) -> Path:
     pre = load_preprocessed(src)
     row = extract_features(pre)
     path = Path(out) / "features.json"
-    keys = {"patient_id": str(pre.summary.get("patient_id", row.name)),
-            "study_uid": str(pre.summary.get("study_uid", "")),
-            "study_date": str(pre.summary.get("study_date", ""))}
+    keys = {
+        "patient_id": str(pre.summary.get("patient_id", row.name)),
+        "study_uid": str(pre.summary.get("study_uid", "")),
+        "study_date": str(pre.summary.get("study_date", "")),
+    }
     with atomic_write(path) as fh:
-        json.dump({**keys, **{k: (v if isinstance(v, str) else float(v))
-                              for k, v in row.items()}}, fh, indent=2)
+        json.dump(
+            {**keys, **{k: (v if isinstance(v, str) else float(v)) for k, v in row.items()}},
+            fh,
+            indent=2,
+        )
     return path
