@@ -58,7 +58,23 @@ def world(app_client):
             json={"patient_id": f"D-{role}", "centre": "A", "clinical": {}},
         )
     study = _study_with_viewer(client, H)
-    return client, H, {"pred": pred["id"], "eid": eid, "job": job["id"], "study": study}
+    slide = _slide_row(client)
+    return client, H, {"pred": pred["id"], "eid": eid, "job": job["id"], "study": study,
+                       "slide": slide}
+
+
+def _slide_row(client) -> int:
+    """A registered slide of P-A (the file need not exist: jobs may fail, access may not)."""
+    from hccstrat.storage.models import Patient, Slide
+
+    app = client.app
+    with app.state.sessionmaker() as s:
+        pid = s.query(Patient.id).filter(Patient.pseudo_id == "P-A").scalar()
+        row = Slide(patient_id=pid, path=str(app.state.settings.data_dir / "none.tiff"),
+                    sha256="0" * 64, mpp=0.5, info={})
+        s.add(row)
+        s.commit()
+        return row.id
 
 
 def _study_with_viewer(client, H) -> int:
@@ -113,6 +129,7 @@ def _matrix(ids, role):
         ("GET", "/api/patients/{patient_id}/studies", "patients:read", {}),
         ("GET", "/api/patients/{patient_id}/slides", "patients:read", {}),
         ("POST", "/api/patients/{patient_id}/studies/{study_id}/preprocess", "studies:write", {}),
+        ("POST", "/api/patients/{patient_id}/slides/{slide_id}/embed", "slides:write", {}),
         ("GET", "/api/jobs", "jobs:read", {}),
         ("GET", "/api/jobs/{job_id}", "jobs:read", {}),
         ("POST", "/api/patients/{patient_id}/predictions", "predictions:write", {"json": {}}),
@@ -186,6 +203,7 @@ def _matrix(ids, role):
         "job_id": ids["job"],
         "prediction_id": ids["pred"],
         "study_id": ids["study"],
+        "slide_id": ids["slide"],
         "username": "a_monitor",
         "role": role,
     }
@@ -232,7 +250,7 @@ def test_centre_b_never_sees_centre_a(world):
             targets_a = any(
                 k in t
                 for k in ("{patient_id}", "{enrolment_id}", "{job_id}", "{prediction_id}",
-                          "{study_id}")
+                          "{study_id}", "{slide_id}")
             )
             if not targets_a and kw.get("json", {}).get("patient_id") != "P-A":
                 continue

@@ -111,3 +111,35 @@ def test_jobs_survive_a_restart(sqlite_app):
         assert job["status"] == "done"
         with app2.state.sessionmaker() as s:
             assert s.get(Job, jid).attempts == 2
+
+
+def test_uploaded_slide_is_scrubbed_then_embedded_by_a_job(sqlite_app, tmp_path):
+    from hccstrat.io.store import read_features
+    from hccstrat.synthetic.wsi import default_latent, write_slide
+
+    slide = tmp_path / "s.tiff"
+    write_slide(slide, default_latent(), size=(1536, 1536), seed=3, artefacts=False)
+    app = sqlite_app()
+    with TestClient(app) as client:
+        _setup(client, app)
+        hp = login(client, "a_pathologist")
+        r = client.post("/api/patients/P-IMG/slides", headers=hp, content=slide.read_bytes())
+        assert r.status_code == 202, r.text
+        assert _wait(client, hp, r.json()["id"])["status"] == "done"
+        [row] = client.get("/api/patients/P-IMG/slides", headers=hp).json()
+        assert row["embedding"] is None
+        r = client.post(f"/api/patients/P-IMG/slides/{row['id']}/embed", headers=hp)
+        assert r.status_code == 202, r.text
+        job = _wait(client, hp, r.json()["id"], timeout=120)
+        assert job["status"] == "done", job
+        [row] = client.get("/api/patients/P-IMG/slides", headers=hp).json()
+        emb = row["embedding"]
+        assert emb["encoder"] == "builtin" and emb["n_tiles_pass"] > 0
+        ff = read_features(emb["features"])
+        assert ff.features.shape[0] == ff.coords.shape[0] == emb["n_tiles_pass"]
+        assert ff.attrs["encoder"] == "builtin"
+        # a slide of another patient or a missing id is a 404, a radiologist may not embed
+        assert client.post("/api/patients/P-IMG/slides/999/embed", headers=hp).status_code == 404
+        hr = login(client, "a_radiologist")
+        r = client.post(f"/api/patients/P-IMG/slides/{row['id']}/embed", headers=hr)
+        assert r.status_code == 403

@@ -20,8 +20,14 @@ from hccstrat.io.atomic import atomic_path, sha256_file
 from hccstrat.storage import repositories as repo
 from hccstrat.storage.models import DerivedFeature, ImagingStudy, Job, Patient, Slide
 
-__all__ = ["ingest_dicom_job", "ingest_wsi_job", "preprocess_mri_job", "pseudonym_table",
-           "score_job"]
+__all__ = [
+    "embed_wsi_job",
+    "ingest_dicom_job",
+    "ingest_wsi_job",
+    "preprocess_mri_job",
+    "pseudonym_table",
+    "score_job",
+]
 
 log = logging.getLogger(__name__)
 
@@ -199,3 +205,36 @@ def preprocess_mri_job(worker, job: Job, progress) -> dict[str, Any]:
         s.commit()
     return {"study_id": study.id, "tumour_volume_ml": volume,
             "phases": sorted(pre.phases)}
+
+
+def embed_wsi_job(worker, job: Job, progress) -> dict[str, Any]:
+    """Tile, QC and embed a stored slide into the HDF5 feature store (built-in encoder).
+
+    Runs :func:`hccstrat.pathology.batch.process_slide`, the function behind
+    ``hccstrat wsi embed``, so the service and the CLI give the same files. The
+    feature file and its checksum are recorded on the slide.
+    """
+    from hccstrat.encoders.registry import create_encoder
+    from hccstrat.pathology.batch import WsiJobConfig, process_slide
+    from hccstrat.service.figures import derived_dir
+    from hccstrat.storage.audit import append_event
+
+    patient, scope = _job_context(worker, job)
+    with worker.sessionmaker() as s:
+        slide = s.get(Slide, int(job.params["slide_id"]))
+        src, mpp = Path(slide.path), slide.mpp
+    out = derived_dir(worker.settings.data_dir, patient.pseudo_id, f"slide-{slide.id}")
+    progress(0.1, "detecting tissue, tiling and embedding")
+    res = process_slide(src, out, WsiJobConfig(stage="embed", mpp=mpp),
+                        slide_id=f"slide-{slide.id}", encoder=create_encoder("builtin"))
+    summary = {"features": res.row["output_path"], "features_sha256": res.row["sha256"],
+               "n_tiles_pass": res.row.get("n_tiles_pass"), "encoder": "builtin"}
+    progress(0.9, "recording the result")
+    with worker.sessionmaker() as s:
+        row = s.get(Slide, slide.id)
+        before = dict(row.info or {})
+        row.info = {**before, "embedding": summary}
+        append_event(s, actor=scope.actor, action="update", entity="slide", entity_id=slide.id,
+                     centre_id=patient.centre_id, before=before, after=row.info)
+        s.commit()
+    return {"slide_id": slide.id, **summary}

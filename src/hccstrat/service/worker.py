@@ -37,6 +37,7 @@ def _handlers() -> dict[str, Callable[..., dict[str, Any]]]:
         HANDLERS.update({"ingest_dicom": ingest.ingest_dicom_job,
                          "ingest_wsi": ingest.ingest_wsi_job,
                          "preprocess_mri": ingest.preprocess_mri_job,
+                         "embed_wsi": ingest.embed_wsi_job,
                         "score": ingest.score_job})
     return HANDLERS
 

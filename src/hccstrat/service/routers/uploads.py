@@ -124,9 +124,26 @@ def preprocess_study(patient_id: str, study_id: Annotated[int, PathParam(ge=1, l
     return job_out(job)
 
 
+@router.post("/{patient_id}/slides/{slide_id}/embed", status_code=202,
+             summary="Tile, QC and embed a slide into the feature store in a background job",
+             responses={404: {"description": "no such patient or slide"}})
+def embed_slide(patient_id: str, slide_id: Annotated[int, PathParam(ge=1, le=2**31 - 1)],
+                request: Request, session: DB, p: _SLIDE):
+    patient = repo.get_patient(session, p.scope, patient_id)
+    slide = session.scalar(select(Slide).where(Slide.id == slide_id,
+                                               Slide.patient_id == patient.id))
+    if slide is None:
+        raise repo.RecordNotFoundError(f"slide {slide_id} not found",
+                                       hint="list the patient's slides first")
+    job = queue_job(session, p, kind="embed_wsi", patient=patient, params={"slide_id": slide.id})
+    session.commit()
+    request.app.state.worker.notify()
+    return job_out(job)
+
+
 @router.get("/{patient_id}/slides", summary="Scrubbed slides of a patient")
 def list_slides(patient_id: str, session: DB, p: _READ):
     patient = repo.get_patient(session, p.scope, patient_id)
     rows = session.query(Slide).filter(Slide.patient_id == patient.id).all()
-    return [{"id": r.id, "sha256": r.sha256, "mpp": r.mpp, "removed": r.info.get("removed", [])}
-            for r in rows]
+    return [{"id": r.id, "sha256": r.sha256, "mpp": r.mpp, "removed": r.info.get("removed", []),
+             "embedding": r.info.get("embedding")} for r in rows]
