@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import time
 import zipfile
 from pathlib import Path
 
@@ -13,19 +12,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from hccstrat.service.testing import login, seed_accounts
+from hccstrat.service.testing import login, seed_accounts, wait_for_job
 
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-def _wait(client, h, job_id, timeout=60.0):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        job = client.get(f"/api/jobs/{job_id}", headers=h).json()
-        if job["status"] in ("done", "failed"):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish: {job}")
 
 
 def _study_zip(tmp: Path) -> tuple[bytes, float]:
@@ -33,8 +22,15 @@ def _study_zip(tmp: Path) -> tuple[bytes, float]:
 
     from hccstrat.synthetic.mri import default_latent, write_study
 
-    info = write_study(tmp / "study", default_latent(True), vendor="GE", patient_id="MRN-1",
-                       shape=(48, 48, 12), spacing=(6.0, 6.0, 8.0), seed=3)
+    info = write_study(
+        tmp / "study",
+        default_latent(True),
+        vendor="GE",
+        patient_id="MRN-1",
+        shape=(48, 48, 12),
+        spacing=(6.0, 6.0, 8.0),
+        seed=3,
+    )
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         for f in sorted((info.study_dir / "DICOM").rglob("*")):
@@ -53,15 +49,17 @@ def test_mri_viewer_from_an_uploaded_study(sqlite_app, tmp_path):
     with TestClient(app) as client:
         seed_accounts(app)
         h = login(client, "a_radiologist")
-        client.post("/api/patients", headers=login(client, "a_investigator"),
-                    json={"patient_id": "P-MRI", "centre": "A", "clinical": {}})
+        client.post(
+            "/api/patients",
+            headers=login(client, "a_investigator"),
+            json={"patient_id": "P-MRI", "centre": "A", "clinical": {}},
+        )
         job = client.post("/api/patients/P-MRI/studies", headers=h, content=content).json()
-        assert _wait(client, h, job["id"])["status"] == "done"
+        assert wait_for_job(client, h, job["id"])["status"] == "done"
         study = client.get("/api/patients/P-MRI/studies", headers=h).json()[0]
         assert study["preprocessed"] is False
-        job = client.post(f"/api/patients/P-MRI/studies/{study['id']}/preprocess",
-                          headers=h).json()
-        done = _wait(client, h, job["id"])
+        job = client.post(f"/api/patients/P-MRI/studies/{study['id']}/preprocess", headers=h).json()
+        done = wait_for_job(client, h, job["id"])
         assert done["status"] == "done", done
         assert done["result"]["phases"] == ["arterial", "delayed", "portal", "pre"]
         # the tumour volume from the de-identified SEG matches the ground-truth mask
@@ -70,8 +68,13 @@ def test_mri_viewer_from_an_uploaded_study(sqlite_app, tmp_path):
         assert 'data-testid="phase-viewer"' in page and "tumour outlined" in page
         png = client.get(f"/patients/P-MRI/studies/{study['id']}/phases.png", headers=h)
         assert png.status_code == 200 and png.content.startswith(PNG)
-        assert client.get(f"/patients/P-MRI/studies/{study['id']}/phases.png",
-                          headers=login(client, "b_radiologist")).status_code == 404
+        assert (
+            client.get(
+                f"/patients/P-MRI/studies/{study['id']}/phases.png",
+                headers=login(client, "b_radiologist"),
+            ).status_code
+            == 404
+        )
 
 
 def test_slide_thumbnail_with_heatmap_and_regimen(sqlite_app, tmp_path):
@@ -83,8 +86,15 @@ def test_slide_thumbnail_with_heatmap_and_regimen(sqlite_app, tmp_path):
     from hccstrat.synthetic.wsi import default_latent, write_slide
 
     slide = tmp_path / "s1.tiff"
-    write_slide(slide, default_latent(), size=(1024, 768), artefacts=False, geojson=False,
-                seed=1, texture_size=256)
+    write_slide(
+        slide,
+        default_latent(),
+        size=(1024, 768),
+        artefacts=False,
+        geojson=False,
+        seed=1,
+        texture_size=256,
+    )
 
     class Benefit:
         """Fixed benefit prediction (test stand-in)."""
@@ -92,11 +102,22 @@ def test_slide_thumbnail_with_heatmap_and_regimen(sqlite_app, tmp_path):
         name, version = "benefit-test", "1"
 
         def __call__(self, clinical, features):
-            row = {"rfs24_surgery_alone": 0.52, "rfs24_surgery_alone_lo": 0.44,
-                   "rfs24_surgery_alone_hi": 0.60, "rfs24_TACE": 0.71, "rfs24_TACE_lo": 0.63,
-                   "rfs24_TACE_hi": 0.79, "best_arm": "TACE", "recommended": "TACE",
-                   "policy": "TACE", "confident": True, "gain_rfs24": 0.12,
-                   "gain_rfs24_lo": 0.04, "gain_rfs24_hi": 0.2, "outside_support": False}
+            row = {
+                "rfs24_surgery_alone": 0.52,
+                "rfs24_surgery_alone_lo": 0.44,
+                "rfs24_surgery_alone_hi": 0.60,
+                "rfs24_TACE": 0.71,
+                "rfs24_TACE_lo": 0.63,
+                "rfs24_TACE_hi": 0.79,
+                "best_arm": "TACE",
+                "recommended": "TACE",
+                "policy": "TACE",
+                "confident": True,
+                "gain_rfs24": 0.12,
+                "gain_rfs24_lo": 0.04,
+                "gain_rfs24_hi": 0.2,
+                "outside_support": False,
+            }
             expl = benefit_explanation(row, ("surgery_alone", "TACE"), 0.9)
             return ScoreResult(0.71, expl)
 
@@ -105,8 +126,9 @@ def test_slide_thumbnail_with_heatmap_and_regimen(sqlite_app, tmp_path):
     with TestClient(app) as client:
         seed_accounts(app)
         h = login(client, "a_investigator")
-        client.post("/api/patients", headers=h,
-                    json={"patient_id": "P-WSI", "centre": "A", "clinical": {}})
+        client.post(
+            "/api/patients", headers=h, json={"patient_id": "P-WSI", "centre": "A", "clinical": {}}
+        )
         with app.state.sessionmaker() as s:
             pid = s.query(Patient.id).filter(Patient.pseudo_id == "P-WSI").scalar()
             row = Slide(patient_id=pid, path=str(slide), sha256="0" * 64, mpp=0.5, info={})
@@ -151,12 +173,25 @@ def test_monitoring_shows_input_and_score_drift(app_client):
             afp = float(rng.lognormal(6 if late else 3, 0.5))
             size = float(rng.normal(5, 1.5))
             score = float(np.clip(rng.normal(0.7 if late else 0.3, 0.08), 0, 1))
-            s.add(Prediction(patient_id=p.id, model_version_id=mv.id, kind="PRE", score=score,
-                             input_sha256="0" * 64, explanation={},
-                             inputs={"clinical": {"afp_ng_ml": afp, "tumour_size_cm": size,
-                                                  "sex": "M" if i % 2 else "F"},
-                                     "features": {}},
-                             created_at=t0 + dt.timedelta(days=3 * i)))
+            s.add(
+                Prediction(
+                    patient_id=p.id,
+                    model_version_id=mv.id,
+                    kind="PRE",
+                    score=score,
+                    input_sha256="0" * 64,
+                    explanation={},
+                    inputs={
+                        "clinical": {
+                            "afp_ng_ml": afp,
+                            "tumour_size_cm": size,
+                            "sex": "M" if i % 2 else "F",
+                        },
+                        "features": {},
+                    },
+                    created_at=t0 + dt.timedelta(days=3 * i),
+                )
+            )
         s.commit()
     page = client.get("/monitoring", headers=H["a_statistician"])
     assert page.status_code == 200
@@ -175,5 +210,6 @@ def test_monitoring_shows_input_and_score_drift(app_client):
     assert m["performance"]["available"] is False  # no outcomes recorded
     # centre B sees none of centre A's predictions
     with app.state.sessionmaker() as s:
-        assert all(r["model"] != "pre-mon" for r in monitoring_report(
-            s, Scope(actor="t", centre_id=2)))
+        assert all(
+            r["model"] != "pre-mon" for r in monitoring_report(s, Scope(actor="t", centre_id=2))
+        )

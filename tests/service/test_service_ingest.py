@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 import zipfile
 
 import pydicom
@@ -11,7 +10,7 @@ from fastapi.testclient import TestClient
 from pydicom.data import get_testdata_file
 from sqlalchemy import update
 
-from hccstrat.service.testing import login, seed_accounts
+from hccstrat.service.testing import login, seed_accounts, wait_for_job
 from hccstrat.storage.models import Job
 
 
@@ -27,16 +26,6 @@ def _dicom_zip() -> bytes:
             zf.writestr(f"study/{i}.dcm", out.getvalue())
         zf.writestr("study/README.txt", "not a dicom file")
     return buf.getvalue()
-
-
-def _wait(client, h, job_id, timeout=20.0):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        job = client.get(f"/api/jobs/{job_id}", headers=h).json()
-        if job["status"] in ("done", "failed"):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish: {job}")
 
 
 def _setup(client, app):
@@ -58,7 +47,7 @@ def test_dicom_upload_is_deidentified(sqlite_app, tmp_path):
         h = _setup(client, app)
         r = client.post("/api/patients/P-IMG/studies", headers=h, content=_dicom_zip())
         assert r.status_code == 202, r.text
-        job = _wait(client, h, r.json()["id"])
+        job = wait_for_job(client, h, r.json()["id"], timeout=20)
         assert job["status"] == "done", job
         assert job["result"]["skipped_files"] == 1
         studies = client.get("/api/patients/P-IMG/studies", headers=h).json()
@@ -89,7 +78,7 @@ def test_upload_limit_and_bad_zip(sqlite_app):
         r = client.post("/api/patients/P-IMG/studies", headers=h, content=b"x" * 5000)
         assert r.status_code == 413
         r = client.post("/api/patients/P-IMG/studies", headers=h, content=b"not a zip")
-        job = _wait(client, h, r.json()["id"])
+        job = wait_for_job(client, h, r.json()["id"], timeout=20)
         assert job["status"] == "failed" and job["error_code"] == "HCC-IO-001"
 
 
@@ -107,7 +96,7 @@ def test_jobs_survive_a_restart(sqlite_app):
     app2 = sqlite_app()
     with TestClient(app2) as client:
         h = login(client, "a_radiologist")
-        job = _wait(client, h, jid)
+        job = wait_for_job(client, h, jid, timeout=20)
         assert job["status"] == "done"
         with app2.state.sessionmaker() as s:
             assert s.get(Job, jid).attempts == 2
@@ -125,12 +114,12 @@ def test_uploaded_slide_is_scrubbed_then_embedded_by_a_job(sqlite_app, tmp_path)
         hp = login(client, "a_pathologist")
         r = client.post("/api/patients/P-IMG/slides", headers=hp, content=slide.read_bytes())
         assert r.status_code == 202, r.text
-        assert _wait(client, hp, r.json()["id"])["status"] == "done"
+        assert wait_for_job(client, hp, r.json()["id"], timeout=20)["status"] == "done"
         [row] = client.get("/api/patients/P-IMG/slides", headers=hp).json()
         assert row["embedding"] is None
         r = client.post(f"/api/patients/P-IMG/slides/{row['id']}/embed", headers=hp)
         assert r.status_code == 202, r.text
-        job = _wait(client, hp, r.json()["id"], timeout=120)
+        job = wait_for_job(client, hp, r.json()["id"], timeout=120)
         assert job["status"] == "done", job
         [row] = client.get("/api/patients/P-IMG/slides", headers=hp).json()
         emb = row["embedding"]

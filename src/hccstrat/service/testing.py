@@ -12,7 +12,7 @@ from typing import Any
 from hccstrat.service.scoring import ScoreResult
 from hccstrat.storage.models import ROLES
 
-__all__ = ["PASSWORD", "ROLES", "ToyScorer", "login", "seed_accounts"]
+__all__ = ["PASSWORD", "ROLES", "ToyScorer", "login", "seed_accounts", "wait_for_job"]
 
 #: password of the seeded accounts
 PASSWORD = "correct horse battery"
@@ -62,3 +62,17 @@ def login(client, username: str, password: str = PASSWORD) -> dict[str, str]:
     if r.status_code != 200:
         raise AssertionError(f"login of {username} failed: {r.status_code} {r.text}")
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+def wait_for_job(client, headers: dict[str, str], job_id: int, timeout: float = 60.0) -> dict:
+    """Poll ``/api/jobs/{job_id}`` until the job is done or failed; return its JSON."""
+    import time
+
+    t0 = time.monotonic()
+    job: dict = {}
+    while time.monotonic() - t0 < timeout:
+        job = client.get(f"/api/jobs/{job_id}", headers=headers).json()
+        if job["status"] in ("done", "failed"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish within {timeout} s: {job}")
