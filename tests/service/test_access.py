@@ -64,8 +64,10 @@ def world(app_client):
 
 
 def _slide_row(client) -> int:
-    """A registered slide of P-A (the file need not exist: jobs may fail, access may not)."""
-    from hccstrat.storage.models import Patient, Slide
+    """A registered slide of P-A (the file need not exist: jobs may fail, access may not)
+    with a stored TIME panel."""
+    from hccstrat.service.time_panel import EXTRACTOR
+    from hccstrat.storage.models import DerivedFeature, Patient, Slide
 
     app = client.app
     with app.state.sessionmaker() as s:
@@ -73,6 +75,10 @@ def _slide_row(client) -> int:
         row = Slide(patient_id=pid, path=str(app.state.settings.data_dir / "none.tiff"),
                     sha256="0" * 64, mpp=0.5, info={})
         s.add(row)
+        s.flush()
+        s.add_all([DerivedFeature(patient_id=pid, source=f"slide:{row.id}", name=name, value=v,
+                                  extractor=EXTRACTOR)
+                   for name, v in (("time_n_tiles", 10.0), ("time_phenotype_desert", 1.0))])
         s.commit()
         return row.id
 
@@ -130,6 +136,10 @@ def _matrix(ids, role):
         ("GET", "/api/patients/{patient_id}/slides", "patients:read", {}),
         ("POST", "/api/patients/{patient_id}/studies/{study_id}/preprocess", "studies:write", {}),
         ("POST", "/api/patients/{patient_id}/slides/{slide_id}/embed", "slides:write", {}),
+        ("POST", "/api/patients/{patient_id}/slides/{slide_id}/time", "slides:write", {}),
+        ("GET", "/api/patients/{patient_id}/slides/{slide_id}/time", "patients:read", {}),
+        ("GET", "/api/patients/{patient_id}/studies/{study_id}/sr.dcm", "reports:read", {}),
+        ("GET", "/api/patients/{patient_id}/studies/{study_id}/seg.dcm", "reports:read", {}),
         ("GET", "/api/jobs", "jobs:read", {}),
         ("GET", "/api/jobs/{job_id}", "jobs:read", {}),
         ("POST", "/api/patients/{patient_id}/predictions", "predictions:write", {"json": {}}),

@@ -29,6 +29,7 @@ EXPECTED_TABLES = {
     "adverse_events",
     "audit_events",
     "audit_head",
+    "login_failures",
     "alembic_version",
 }
 
@@ -55,7 +56,7 @@ def test_migration_creates_every_table_and_is_idempotent(db_url):
     migrate(engine)  # second run is a no-op
     assert EXPECTED_TABLES <= set(inspect(engine).get_table_names())
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
         if engine.dialect.name == "sqlite":
             assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
             assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1

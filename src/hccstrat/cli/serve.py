@@ -43,6 +43,11 @@ def serve(
     ),
     token_ttl: int = typer.Option(30, help="Bearer token lifetime in minutes."),
     secure_cookies: bool = typer.Option(False, help="Mark cookies Secure (behind HTTPS)."),
+    time_classifier: Path = typer.Option(
+        None, "--time-classifier", exists=True, dir_okay=False,
+        help="Tile classifier of the TIME panel job (from `hccstrat wsi time --train`); "
+        "without it the slide TIME endpoints answer 503. Load only files you trust.",
+    ),
 ) -> None:
     """Start the registry web service (API under /api, pages at /, docs at /docs)."""
     import logging
@@ -68,7 +73,8 @@ def serve(
         logging.getLogger(__name__).warning(
             "listening on %s: put the service behind HTTPS and use --secure-cookies", host)
     settings = ServiceSettings(data_dir=data_dir, db_url=db, scorers=scorers,
-                               token_ttl_minutes=token_ttl, secure_cookies=secure_cookies)
+                               token_ttl_minutes=token_ttl, secure_cookies=secure_cookies,
+                               time_classifier=time_classifier)
     typer.echo(f"hccstrat registry on http://{host}:{port}/ (data in {data_dir})")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning",
                 access_log=False)  # uvicorn's access log prints full paths: keep it off

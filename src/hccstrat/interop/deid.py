@@ -49,7 +49,7 @@ __all__ = [
 
 # PS3.15 Table E.1-1 (Basic Profile), by keyword. X remove, Z empty, D dummy value.
 _X = """
-AccessionNumber AcquisitionComments AcquisitionContextSequence
+AcquisitionComments AcquisitionContextSequence
 AcquisitionDeviceProcessingDescription
 AcquisitionProtocolDescription ActualHumanPerformersSequence AdditionalPatientHistory AdmissionID
 AdmittingDate AdmittingDiagnosesCodeSequence AdmittingDiagnosesDescription AdmittingTime
@@ -96,7 +96,8 @@ TextComments TextString TopicAuthor TopicKeywords TopicSubject TopicTitle
 VerifyingObserverIdentificationCodeSequence VisitComments
 """
 _Z = """
-ContentCreatorName FillerOrderNumberImagingServiceRequest PatientBirthDate PatientSex
+AccessionNumber ContentCreatorName FillerOrderNumberImagingServiceRequest PatientBirthDate
+PatientSex
 PlacerOrderNumberImagingServiceRequest ReferringPhysicianName StudyID VerifyingObserverName
 VerifyingOrganization
 """

@@ -29,6 +29,7 @@ _STATUS = {
     "HCC-AUTH-429": 429,
     "HCC-UPLOAD-413": 413,
     "HCC-SCORE-503": 503,
+    "HCC-TIME-503": 503,
     "HCC-TRIAL-001": 409,
     DataValidationError.code: 422,
 }
@@ -53,6 +54,7 @@ _TAGS = [
     {"name": "patients", "description": "Pseudonymised patients and versioned clinical records."},
     {"name": "uploads", "description": "DICOM studies and slides, de-identified at ingest."},
     {"name": "jobs", "description": "Background jobs with status and progress."},
+    {"name": "pathology", "description": "TIME panel of stored slides (background job)."},
     {"name": "predictions", "description": "PRE/POST scores with model version and input hash."},
     {"name": "trial", "description": "Screening, enrolment, allocation, visits, adverse events."},
     {"name": "reports", "description": "Report downloads and exports (FHIR, HTML)."},
@@ -89,7 +91,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         app.state.sessionmaker = make_sessionmaker(engine)
         app.state.secret = load_secret(settings.data_dir)
         app.state.hasher = make_hasher(**settings.argon2)
-        app.state.limiter = LoginRateLimiter(settings.login_max_failures, settings.login_window_s)
+        app.state.limiter = LoginRateLimiter(app.state.sessionmaker, settings.login_max_failures,
+                                             settings.login_window_s)
         worker = JobWorker(app.state.sessionmaker, settings, app.state.secret)
         app.state.worker = worker
         worker.recover()

@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from hccstrat.service.security import (
-    AuthError,
+    CsrfError,
     PermissionDeniedError,
     Principal,
     csrf_token,
@@ -40,7 +40,7 @@ async def get_principal(request: Request, session: DB) -> Principal:
     """Authenticate from ``Authorization: Bearer`` or, for the pages, the session cookie.
 
     Cookie-authenticated writes must carry the CSRF token (header ``X-CSRF-Token`` or
-    form field ``csrf``); bearer-authenticated calls are not exposed to CSRF.
+    form field ``csrf``), else 403; bearer-authenticated calls are not exposed to CSRF.
     """
     auth = request.headers.get("authorization", "")
     token = None
@@ -59,7 +59,7 @@ async def get_principal(request: Request, session: DB) -> Principal:
         ):
             sent = (await request.form()).get("csrf")
         if not sent or not hmac.compare_digest(str(sent), csrf_token(token)):
-            raise AuthError("missing or wrong CSRF token", hint="reload the page and retry")
+            raise CsrfError("missing or wrong CSRF token", hint="reload the page and retry")
     request.state.principal = principal
     return principal
 

@@ -6,7 +6,8 @@
 - :data:`PERMISSIONS` maps each permission to the roles that hold it; the role
   matrix test checks every endpoint against it.
 - :class:`LoginRateLimiter` refuses a username/address pair after too many
-  failures in a sliding window (HTTP 429).
+  failures in a sliding window (HTTP 429); failures are kept in the database, so
+  the limit holds across worker processes and restarts.
 """
 
 from __future__ import annotations
@@ -15,21 +16,19 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
-import threading
-import time
-from collections import defaultdict, deque
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from hccstrat.exceptions import HccstratError
-from hccstrat.storage.models import ROLES, ApiToken, User, utcnow
+from hccstrat.storage.models import ROLES, ApiToken, LoginFailure, User, utcnow
 from hccstrat.storage.repositories import Scope
 
 __all__ = [
     "PERMISSIONS",
     "AuthError",
+    "CsrfError",
     "LoginRateLimiter",
     "PermissionDeniedError",
     "Principal",
@@ -74,6 +73,10 @@ class PermissionDeniedError(HccstratError):
     """The role does not allow the operation (HTTP 403)."""
 
     code = "HCC-AUTH-403"
+
+
+class CsrfError(PermissionDeniedError):
+    """A form post without, or with a wrong, CSRF token (HTTP 403)."""
 
 
 class RateLimitedError(HccstratError):
@@ -175,45 +178,62 @@ def revoke_token(session: Session, token: str) -> None:
 
 
 class LoginRateLimiter:
-    """Sliding-window limit on failed logins per (username, address).
+    """Sliding-window limit on failed logins per (username, address), kept in the database.
+
+    Failures are rows of :class:`~hccstrat.storage.models.LoginFailure`, so the limit
+    holds across worker processes sharing the database and survives a restart. Each
+    call uses its own short session (a failure is recorded even though the login
+    request itself is rolled back).
 
     Parameters
     ----------
+    sessionmaker : sessionmaker
+        Session factory of the registry.
     max_failures : int
         Failures allowed within ``window_s`` before logins are refused.
     window_s : float
         Window length in seconds.
     """
 
-    def __init__(self, max_failures: int = 5, window_s: float = 300.0) -> None:
+    def __init__(self, sessionmaker, max_failures: int = 5, window_s: float = 300.0) -> None:
+        self.sessionmaker = sessionmaker
         self.max_failures = max_failures
         self.window_s = window_s
-        self._fails: dict[tuple[str, str], deque[float]] = defaultdict(deque)
-        self._lock = threading.Lock()
 
-    def _prune(self, key: tuple[str, str], now: float) -> deque[float]:
-        q = self._fails[key]
-        while q and now - q[0] > self.window_s:
-            q.popleft()
-        return q
+    @staticmethod
+    def _key(username: str, address: str) -> str:
+        return hashlib.sha256(f"{username.lower()}\x00{address}".encode()).hexdigest()
+
+    def _since(self) -> dt.datetime:
+        return utcnow() - dt.timedelta(seconds=self.window_s)
 
     def check(self, username: str, address: str) -> None:
         """Raise :class:`RateLimitedError` when the pair is locked out."""
-        now = time.monotonic()
-        with self._lock:
-            q = self._prune((username.lower(), address), now)
-            if len(q) >= self.max_failures:
-                wait = int(self.window_s - (now - q[0])) + 1
-                raise RateLimitedError(
-                    "too many failed logins", retry_after=wait, hint=f"wait {wait} s and retry"
-                )
+        with self.sessionmaker() as s:
+            times = s.scalars(
+                select(LoginFailure.at)
+                .where(LoginFailure.key_sha256 == self._key(username, address),
+                       LoginFailure.at > self._since())
+                .order_by(LoginFailure.at)
+            ).all()
+        if len(times) >= self.max_failures:
+            oldest = _aware(times[-self.max_failures])
+            wait = int(self.window_s - (utcnow() - oldest).total_seconds()) + 1
+            raise RateLimitedError(
+                "too many failed logins", retry_after=max(wait, 1),
+                hint=f"wait {max(wait, 1)} s and retry",
+            )
 
     def failed(self, username: str, address: str) -> None:
-        """Record one failure."""
-        with self._lock:
-            self._prune((username.lower(), address), time.monotonic()).append(time.monotonic())
+        """Record one failure (and forget failures older than the window)."""
+        with self.sessionmaker() as s:
+            s.execute(delete(LoginFailure).where(LoginFailure.at <= self._since()))
+            s.add(LoginFailure(key_sha256=self._key(username, address), at=utcnow()))
+            s.commit()
 
     def succeeded(self, username: str, address: str) -> None:
-        """Forget failures after a successful login."""
-        with self._lock:
-            self._fails.pop((username.lower(), address), None)
+        """Forget the pair's failures after a successful login."""
+        with self.sessionmaker() as s:
+            s.execute(delete(LoginFailure).where(
+                LoginFailure.key_sha256 == self._key(username, address)))
+            s.commit()

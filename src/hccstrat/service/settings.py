@@ -39,6 +39,10 @@ class ServiceSettings:
         Mark the session cookie ``Secure`` (set when served over HTTPS).
     scorers : dict
         Prediction kind ("PRE", "POST") -> scorer (see :mod:`hccstrat.service.scoring`).
+    time_classifier : Path or None
+        Tile classifier (``TileClassifier.save`` pickle, e.g. from ``hccstrat wsi time
+        --train``) used by the TIME panel job; None disables the TIME endpoints (503).
+        Load only files you trust (pickle).
     """
 
     data_dir: Path
@@ -54,9 +58,12 @@ class ServiceSettings:
     argon2: dict[str, int] = field(default_factory=dict)
     secure_cookies: bool = False
     scorers: dict[str, Any] = field(default_factory=dict)
+    time_classifier: Path | None = None
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
+        if self.time_classifier is not None:
+            self.time_classifier = Path(self.time_classifier)
 
 
 def load_secret(data_dir: Path) -> bytes:

@@ -32,13 +32,14 @@ HANDLERS: dict[str, Callable[..., dict[str, Any]]] = {}
 
 def _handlers() -> dict[str, Callable[..., dict[str, Any]]]:
     if not HANDLERS:
-        from hccstrat.service import ingest
+        from hccstrat.service import ingest, time_panel
 
         HANDLERS.update({"ingest_dicom": ingest.ingest_dicom_job,
                          "ingest_wsi": ingest.ingest_wsi_job,
                          "preprocess_mri": ingest.preprocess_mri_job,
                          "embed_wsi": ingest.embed_wsi_job,
-                        "score": ingest.score_job})
+                         "time_panel": time_panel.time_panel_job,
+                         "score": ingest.score_job})
     return HANDLERS
 
 

@@ -44,6 +44,7 @@ __all__ = [
     "Enrolment",
     "ImagingStudy",
     "Job",
+    "LoginFailure",
     "ModelVersion",
     "Patient",
     "Prediction",
@@ -242,6 +243,19 @@ class Job(Base):
     created_at: Mapped[dt.datetime] = _ts()
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class LoginFailure(Base):
+    """One failed login, for the login rate limit shared by every worker process.
+
+    ``key_sha256`` is the SHA-256 of the lower-cased username and the client address
+    (neither is stored in clear); rows older than the window are deleted.
+    """
+
+    __tablename__ = "login_failures"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
 
 
 class Enrolment(Base):

@@ -6,8 +6,10 @@ from hccstrat.service.routers import (
     admin,
     audit,
     auth,
+    dicom,
     images,
     jobs,
+    pathology,
     patients,
     predictions,
     reports,
@@ -19,6 +21,6 @@ from hccstrat.service.routers import (
 __all__ = ["ROUTERS"]
 
 #: routers included by :func:`hccstrat.service.create_app`, in order
-ROUTERS = [auth.router, admin.router, patients.router, uploads.router, jobs.router,
-           predictions.router, trial.router, reports.router, audit.router, images.router,
-           ui.router]
+ROUTERS = [auth.router, admin.router, patients.router, uploads.router, pathology.router,
+           jobs.router, predictions.router, trial.router, reports.router, dicom.router,
+           audit.router, images.router, ui.router]

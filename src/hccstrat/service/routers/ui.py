@@ -1,7 +1,18 @@
-"""Server-rendered pages (Jinja2); forms post with a CSRF token, uploads use fetch."""
+"""Server-rendered pages (Jinja2); forms post with a CSRF token, uploads use fetch.
+
+CSRF protection of the forms:
+
+- logged-in forms carry ``csrf`` = :func:`~hccstrat.service.security.csrf_token` of
+  the session token (checked in :func:`hccstrat.service.deps.get_principal`);
+- the login form (no session yet) uses a double-submit token: ``GET /login`` sets a
+  random token in the ``hcc_login_csrf`` cookie and in the hidden field ``csrf``;
+  ``POST /login`` compares the two in constant time. Either check failing is a 403.
+"""
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,7 +35,10 @@ from hccstrat.storage.models import (
     Slide,
 )
 
-__all__ = ["router"]
+__all__ = ["LOGIN_CSRF_COOKIE", "router"]
+
+#: cookie holding the login form's double-submit CSRF token
+LOGIN_CSRF_COOKIE = "hcc_login_csrf"
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).resolve().parents[1] / "templates"))
@@ -39,7 +53,8 @@ _FORM_FIELDS = ("age", "sex", "ecog", "tumour_size_cm", "tumour_number", "afp_ng
 
 
 def _page(request: Request, name: str, p: Principal | None, **ctx: Any) -> HTMLResponse:
-    ctx.update(principal=p, csrf=csrf_token(p.token) if p else "",
+    ctx.setdefault("csrf", csrf_token(p.token) if p else "")
+    ctx.update(principal=p,
                can=lambda perm: p is not None and role_has(p.role, perm),
                trials=["NCT07282184", "NCT07417800"])
     return templates.TemplateResponse(request, name, ctx)
@@ -54,24 +69,39 @@ def home() -> RedirectResponse:
     return _back("/patients")
 
 
+def _login_page(request: Request, error: str | None = None, status: int = 200) -> HTMLResponse:
+    """The login form with a fresh double-submit CSRF token (cookie + hidden field)."""
+    token = secrets.token_urlsafe(32)
+    resp = _page(request, "login.html", None, error=error, csrf=token)
+    resp.status_code = status
+    resp.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/login",
+                    secure=request.app.state.settings.secure_cookies, max_age=3600)
+    return resp
+
+
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request, error: str | None = None):
-    return _page(request, "login.html", None, error=error)
+    return _login_page(request, error)
 
 
 @router.post("/login")
 def login_form(request: Request, session: DB, username: Annotated[str, Form()],
-               password: Annotated[str, Form()]):
+               password: Annotated[str, Form()], csrf: Annotated[str, Form()] = ""):
     from hccstrat.service.routers.auth import login_user
 
+    cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    if not (csrf and cookie and hmac.compare_digest(csrf.encode(), cookie.encode())):
+        return _login_page(request, "The form expired (missing or wrong CSRF token): "
+                           "log in again.", status=403)
     try:
         tok = login_user(request, session, username, password)
     except HccstratError as err:
-        return _page(request, "login.html", None, error=err.message)
+        return _login_page(request, err.message)
     resp = _back("/patients")
     resp.set_cookie(COOKIE, tok.access_token, httponly=True, samesite="strict",
                     secure=request.app.state.settings.secure_cookies,
                     max_age=60 * request.app.state.settings.token_ttl_minutes)
+    resp.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
     return resp
 
 

@@ -1,0 +1,136 @@
+"""TIME panel of a stored slide: the ``time_panel`` background job and the stored panel.
+
+The job runs :func:`hccstrat.pathology.time_batch.run_time_batch` (the function behind
+``hccstrat wsi time``) on one slide with the tile classifier named by
+``ServiceSettings.time_classifier``, so the service and the CLI give the same files
+(``<data_dir>/derived/<patient>/slide-<id>/time/``: ``time_panel.csv``, per-tile
+table, overlay PNG, manifest). Each numeric panel column becomes one
+:class:`~hccstrat.storage.models.DerivedFeature` row (``source = "slide:<id>"``), so
+the POST and benefit scorers pick the ``time_*`` features up; a rerun adds newer rows
+and the newest row of each name wins.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hccstrat.exceptions import HccstratError
+from hccstrat.storage.models import DerivedFeature, Job, Slide
+
+__all__ = [
+    "EXTRACTOR",
+    "SlideJobError",
+    "TimeNotConfiguredError",
+    "check_time_configured",
+    "stored_time_panel",
+    "time_panel_job",
+]
+
+#: ``DerivedFeature.extractor`` of the TIME panel rows
+EXTRACTOR = "hccstrat.pathology.time"
+
+
+class TimeNotConfiguredError(HccstratError):
+    """The service has no tile classifier for the TIME panel (HTTP 503)."""
+
+    code = "HCC-TIME-503"
+
+
+class SlideJobError(HccstratError):
+    """A slide failed in a batch function; carries the manifest's error code."""
+
+    def __init__(self, message: str, *, code: str | None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        if code:
+            self.code = code
+
+
+def check_time_configured(settings) -> Path:
+    """Path of the tile classifier, or :class:`TimeNotConfiguredError`."""
+    path = getattr(settings, "time_classifier", None)
+    if path is None:
+        raise TimeNotConfiguredError(
+            "the TIME panel is not configured on this server (no tile classifier)",
+            hint="train one with `hccstrat wsi time --train ...` and start the service with "
+            "ServiceSettings(time_classifier=<tile_classifier.pkl>)")
+    return Path(path)
+
+
+def _clean(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) or math.isinf(f) else f
+
+
+def time_panel_job(worker, job: Job, progress) -> dict[str, Any]:
+    """Compute the TIME panel of a stored slide and store it as derived features."""
+    from hccstrat.pathology.tile_classifier import TileClassifier
+    from hccstrat.pathology.time import PANEL_COLUMNS, TimeConfig
+    from hccstrat.pathology.time_batch import run_time_batch
+    from hccstrat.service.figures import derived_dir
+    from hccstrat.service.ingest import _job_context
+    from hccstrat.storage.audit import append_event
+
+    patient, scope = _job_context(worker, job)
+    clf_path = check_time_configured(worker.settings)
+    with worker.sessionmaker() as s:
+        slide = s.get(Slide, int(job.params["slide_id"]))
+        src, mpp, slide_id = Path(slide.path), slide.mpp, slide.id
+    progress(0.05, "loading the tile classifier")
+    clf, meta = TileClassifier.load(clf_path)
+    cfg = TimeConfig()
+    cfg.context = bool(meta.get("context", True))
+    out = derived_dir(worker.settings.data_dir, patient.pseudo_id, f"slide-{slide_id}") / "time"
+    progress(0.1, "tiling, classifying tiles and counting lymphocytes")
+    panel, manifest = run_time_batch([src], clf, out, config=cfg, mpp=mpp)
+    if panel.empty:
+        row = manifest.set_index("slide_id").loc[src.stem]
+        raise SlideJobError(f"TIME panel of slide {slide_id} failed: {row['error_message']}",
+                            code=row["error_code"], hint="check the slide (format, mpp, tissue)")
+    values = panel.iloc[0].to_dict()
+    numeric = {c: _clean(values[c]) for c in PANEL_COLUMNS if c != "time_immune_phenotype"}
+    phenotype = str(values["time_immune_phenotype"])
+    progress(0.9, "recording the panel")
+    source = f"slide:{slide_id}"
+    with worker.sessionmaker() as s:
+        s.add_all([DerivedFeature(patient_id=patient.id, source=source, name=k, value=v,
+                                  extractor=EXTRACTOR) for k, v in numeric.items()])
+        row = s.get(Slide, slide_id)
+        before = dict(row.info or {})
+        summary = {"job_id": job.id, "immune_phenotype": phenotype,
+                   "classifier": clf_path.name, "panel": str(out / "time_panel.csv")}
+        row.info = {**before, "time": summary}
+        append_event(s, actor=scope.actor, action="create", entity="derived_feature",
+                     entity_id=source, centre_id=patient.centre_id,
+                     after={"panel": numeric, "immune_phenotype": phenotype})
+        s.commit()
+    return {"slide_id": slide_id, "immune_phenotype": phenotype, "panel": numeric}
+
+
+def stored_time_panel(session: Session, slide: Slide) -> dict[str, Any] | None:
+    """Newest stored TIME panel of a slide (values, units, phenotype), or None."""
+    from hccstrat.pathology.time import PANEL_COLUMNS
+
+    rows = session.scalars(
+        select(DerivedFeature).where(DerivedFeature.patient_id == slide.patient_id,
+                                     DerivedFeature.source == f"slide:{slide.id}",
+                                     DerivedFeature.extractor == EXTRACTOR)
+        .order_by(DerivedFeature.id)
+    ).all()
+    if not rows:
+        return None
+    latest = {r.name: r for r in rows}
+    panel = {k: r.value for k, r in latest.items()}
+    phenotype = next((p for p in ("inflamed", "excluded", "desert")
+                      if panel.get(f"time_phenotype_{p}") == 1.0), None)
+    created = max(r.created_at for r in latest.values())
+    return {"slide_id": slide.id, "panel": panel, "immune_phenotype": phenotype,
+            "units": {k: PANEL_COLUMNS[k][0] for k in panel if k in PANEL_COLUMNS},
+            "extractor": EXTRACTOR, "created_at": created.isoformat()}
