@@ -1,24 +1,61 @@
 """IBSI-consistent first-order, shape and GLCM features on numpy arrays.
 
 Definitions follow the Image Biomarker Standardisation Initiative reference manual
-(Zwanenburg et al., Radiology 2020; arXiv:1612.07003):
+(Zwanenburg et al., Radiology 2020; arXiv:1612.07003). They are checked feature by
+feature against MIRP (an IBSI-1 compliant implementation by the IBSI lead author) in
+``tests/radiology/test_ibsi_reference.py`` on phantoms with irregular masks and
+anisotropic voxels and on a synthetic MRI tumour crop.
 
-- intensity discretisation: fixed bin number ``n_bins`` over the ROI range
-  (IBSI 3.4.1, bins 1..Ng) or fixed bin width;
-- first-order statistics on the ROI voxels (IBSI 3.3): mean, variance, skewness,
-  (excess) kurtosis, median, 10th/90th percentiles, and the discretised intensity
-  entropy (log2) and uniformity (IBSI 3.4);
-- morphology (IBSI 3.1): volume from the voxel count, surface area from a marching
-  cubes mesh (scikit-image), sphericity ``(36 π V²)^(1/3) / A``, maximum 3-D
-  diameter between mesh vertices;
-- GLCM (IBSI 3.6): 13 directions in 3-D at distance 1, symmetric matrices,
-  features computed per direction and averaged ("3D:avg"). The 2-D variant uses the
-  4 in-plane directions and matches :func:`skimage.feature.graycoprops`.
+Processing (no interpolation, no re-segmentation, no intensity rounding):
+
+- fixed bin number discretisation (FBN, IBSI K15C) over the ROI range, grey levels
+  ``1..Ng``, the ROI maximum in bin ``Ng`` — used for the GLCM;
+- fixed bin size discretisation (FBS, IBSI Q3RU) with bin width ``w`` from a *fixed*
+  lower bound ``X_gl,min`` (the lower bound of the re-segmentation range, the same for
+  every patient; 0.0 by default, the natural lower bound of the ``pre_liver_ratio``
+  intensities) — used for the intensity histogram. Values below the bound (none for
+  non-negative intensities) are counted in bin 1, as MIRP does, instead of being
+  removed by range re-segmentation;
+- GLCM at Chebyshev distance 1: 13 directions in 3-D, symmetric matrices (both
+  neighbour orders counted), one matrix per direction over the whole ROI, features
+  computed per matrix and averaged ("3D: averaged", IBSI ITBB). The 2-D variant uses
+  the 4 in-plane directions and matches :func:`skimage.feature.graycoprops`.
+
+Feature ↔ IBSI identifier
+-------------------------
+========================  ============================================  ===========
+ours                      IBSI feature                                  IBSI code
+========================  ============================================  ===========
+``mean``                  intensity-based statistics: mean              Q4LE
+``std``                   square root of variance (ECT3, 1/N_v)         ECT3 (sqrt)
+``skewness``              skewness                                      KE2A
+``kurtosis``              (excess) kurtosis                             IPH6
+``median``                median                                        Y12H
+``p10``, ``p90``          10th / 90th percentile (linear interpolation) QG58, 8DWT
+``entropy``               intensity histogram entropy (log2, FBS)       TLU2
+``uniformity``            intensity histogram uniformity (FBS)          BJ5W
+``volume_ml``             approximate volume (voxel counting) / 1000    YEKZ
+``surface_mm2``           surface area (marching cubes mesh)            C0JK
+``sphericity``            sphericity, with the mesh volume (RNU0)       QCFX
+``max_diameter_mm``       maximum 3-D diameter (mesh vertices)          L0JK
+``contrast``              GLCM contrast                                 ACUI
+``correlation``           GLCM correlation (1.0 when a marginal has     NI2N
+                          zero variance, as in MIRP)
+``joint_energy``          GLCM angular second moment                    8ZQL
+``joint_entropy``         GLCM joint entropy (log2)                     TU9B
+``idm``                   GLCM inverse difference moment                WF0Z
+========================  ============================================  ===========
+
+The mesh is skimage's marching cubes at level 0.5 on the mask padded by one voxel,
+with the voxel spacing (IBSI 3.1); ``volume_ml`` is the voxel-counting volume while
+``sphericity`` uses the mesh volume, as IBSI defines them.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from hccstrat.exceptions import ConfigError
 
 __all__ = ["OFFSETS_2D", "OFFSETS_3D", "discretise", "first_order", "glcm_features",
            "shape_features"]
@@ -32,11 +69,37 @@ OFFSETS_2D: tuple[tuple[int, int, int], ...] = ((0, 0, 1), (0, 1, 1), (0, 1, 0),
 
 def discretise(values: np.ndarray, *, n_bins: int | None = 32,
                bin_width: float | None = None, low: float | None = None) -> np.ndarray:
-    """Discretised grey levels (1..Ng) of ``values`` (IBSI 3.4.1)."""
+    """Discretised grey levels (1..Ng) of ``values`` (IBSI 3.4.2).
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        ROI intensities.
+    n_bins : int, optional
+        Fixed bin number ``Ng`` (IBSI K15C) over ``[low or min, max]`` of ``values``;
+        used when ``bin_width`` is None.
+    bin_width : float, optional
+        Fixed bin size ``w`` (IBSI Q3RU): ``floor((x - low) / w) + 1``.
+    low : float, optional
+        Fixed bin size: the fixed lower bound ``X_gl,min`` (default 0.0); values below
+        it go to bin 1. Fixed bin number: overrides the ROI minimum.
+
+    Returns
+    -------
+    numpy.ndarray of int
+    """
     v = np.asarray(values, float)
-    lo = float(v.min()) if low is None else float(low)
     if bin_width is not None:
-        return (np.floor((v - lo) / bin_width) + 1).astype(int)
+        if not bin_width > 0:
+            raise ConfigError(f"bin_width must be positive, got {bin_width!r}",
+                              hint="pass the intensity bin width, e.g. 0.05")
+        lo = 0.0 if low is None else float(low)
+        g = np.floor((v - lo) / bin_width) + 1
+        return np.maximum(g, 1).astype(int)
+    if n_bins is None or n_bins < 1:
+        raise ConfigError(f"n_bins must be a positive integer, got {n_bins!r}",
+                          hint="pass n_bins (fixed bin number) or bin_width (fixed bin size)")
+    lo = float(v.min()) if low is None else float(low)
     hi = float(v.max())
     if hi == lo:
         return np.ones(v.shape, int)
@@ -44,8 +107,26 @@ def discretise(values: np.ndarray, *, n_bins: int | None = 32,
     return np.clip(g, 1, n_bins).astype(int)
 
 
-def first_order(values: np.ndarray, *, bin_width: float = 0.05) -> dict[str, float]:
-    """Intensity statistics and histogram entropy/uniformity of ROI values."""
+def first_order(values: np.ndarray, *, bin_width: float = 0.05,
+                low: float = 0.0) -> dict[str, float]:
+    """Intensity statistics and histogram entropy/uniformity of ROI values.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        ROI intensities.
+    bin_width : float
+        Fixed bin size of the intensity histogram (``entropy``, ``uniformity``).
+    low : float
+        Fixed lower bound of the histogram bins (IBSI ``X_gl,min``): the same for
+        every image, never the ROI minimum.
+
+    Returns
+    -------
+    dict
+        mean, median, std (1/N), skewness, kurtosis (excess), p10, p90, entropy
+        (log2), uniformity.
+    """
     v = np.asarray(values, float)
     if v.size == 0:
         return {k: float("nan") for k in ("mean", "median", "std", "skewness", "kurtosis",
@@ -53,7 +134,7 @@ def first_order(values: np.ndarray, *, bin_width: float = 0.05) -> dict[str, flo
     mu = v.mean()
     sd = v.std()
     z = (v - mu) / sd if sd > 0 else np.zeros_like(v)
-    g = discretise(v, n_bins=None, bin_width=bin_width)
+    g = discretise(v, n_bins=None, bin_width=bin_width, low=low)
     p = np.bincount(g)[1:] / g.size
     p = p[p > 0]
     return {

@@ -13,11 +13,15 @@ Columns of :func:`extract_features` (one row per study)
     Index tumour morphology.
 ``{phase}_tumour_{stat}``
     First-order statistics of the tumour per phase (pre, arterial, portal, delayed):
-    mean, median, std, skewness, kurtosis, p10, p90, entropy, uniformity.
+    mean, median, std, skewness, kurtosis, p10, p90, entropy, uniformity. The
+    histogram (entropy, uniformity) uses fixed bins of width ``hist_bin_width`` from a
+    fixed lower bound (IBSI fixed bin size: 0.0 for ``pre_liver_ratio``, −10 IQR for
+    ``liver_zscore``; see :data:`HIST_LOWER_BOUND`).
 ``{phase}_ring_mean``
     Mean of the 5 mm peritumoral ring (inside the liver when a mask exists).
 ``{arterial,portal}_glcm_{feature}``
-    GLCM contrast, correlation, joint_energy, joint_entropy, idm (32 bins, 3-D avg).
+    GLCM contrast, correlation, joint_energy, joint_entropy, idm (fixed bin number,
+    32 bins over the tumour range, distance 1, 13 directions, IBSI "3D: averaged").
 ``ie_arterial_enhancement``  tumour arterial / non-contrast mean − 1.
 ``ie_tlr_{phase}``           tumour-to-liver ratio (tumour mean / liver median).
 ``ie_washout_portal``, ``ie_washout_delayed``  1 − tumour-to-liver ratio.
@@ -26,6 +30,10 @@ Columns of :func:`extract_features` (one row per study)
                              voxel) / liver delayed median.
 ``ie_peritumoral_arterial``  arterial ring mean / liver arterial median.
 ``n_tumour_voxels``, ``roi_source``   bookkeeping.
+
+The shape, first-order and GLCM columns equal MIRP's IBSI features on the same crop
+(no resampling, no re-segmentation); ``tests/radiology/test_ibsi_reference.py`` checks
+it and :mod:`hccstrat.radiology._texture` lists the IBSI identifiers.
 """
 
 from __future__ import annotations
@@ -37,9 +45,13 @@ import pandas as pd
 
 from hccstrat.radiology._texture import first_order, glcm_features, shape_features
 
-__all__ = ["FEATURE_PHASES", "extract_features", "extract_features_many"]
+__all__ = ["FEATURE_PHASES", "HIST_LOWER_BOUND", "extract_features", "extract_features_many"]
 
 FEATURE_PHASES = ("pre", "arterial", "portal", "delayed")
+
+#: Fixed lower bound of the intensity-histogram bins per normalisation method (IBSI
+#: fixed bin size needs one bound for every image, never the ROI minimum).
+HIST_LOWER_BOUND = {"pre_liver_ratio": 0.0, "liver_zscore": -10.0}
 
 
 def _arr(img) -> np.ndarray:
@@ -57,7 +69,9 @@ def _dist_inside_outside(mask_img):
                                              squaredDistance=False))
 
 
-def extract_features(study, *, glcm_bins: int = 32, ring_mm: float = 5.0) -> pd.Series:
+def extract_features(study, *, glcm_bins: int = 32, ring_mm: float = 5.0,
+                     hist_bin_width: float = 0.05,
+                     hist_low: float | None = None) -> pd.Series:
     """Feature row of one preprocessed study.
 
     Parameters
@@ -68,6 +82,11 @@ def extract_features(study, *, glcm_bins: int = 32, ring_mm: float = 5.0) -> pd.
         Grey levels of the GLCM discretisation.
     ring_mm : float
         Width of the peritumoral ring.
+    hist_bin_width : float
+        Bin width of the intensity histogram (entropy, uniformity), in normalised units.
+    hist_low : float, optional
+        Fixed lower bound of the histogram bins; by default
+        ``HIST_LOWER_BOUND[normalisation method]`` (0.0 when the method is unknown).
 
     Returns
     -------
@@ -102,6 +121,9 @@ def extract_features(study, *, glcm_bins: int = 32, ring_mm: float = 5.0) -> pd.
     shell = np.zeros_like(tum)
     shell[tum] = depth < 0.3
     core = tum & ~shell
+    norm = pre.summary.get("normalisation") or {}
+    method = norm.get("method", "pre_liver_ratio") if isinstance(norm, dict) else str(norm)
+    low = HIST_LOWER_BOUND.get(method, 0.0) if hist_low is None else float(hist_low)
     row: dict[str, float | str] = {}
     shp = shape_features(tum, spacing_zyx)
     row.update({f"shape_{k}": v for k, v in shp.items()})
@@ -113,7 +135,7 @@ def extract_features(study, *, glcm_bins: int = 32, ring_mm: float = 5.0) -> pd.
             continue
         a = _arr(sitk.ReadImage(str(crop[ph]))).astype(np.float64)
         arrays[ph] = a
-        fo = first_order(a[tum])
+        fo = first_order(a[tum], bin_width=hist_bin_width, low=low)
         row.update({f"{ph}_tumour_{k}": v for k, v in fo.items()})
         row[f"{ph}_ring_mean"] = float(a[ring].mean()) if ring.any() else float("nan")
         means[ph] = fo["mean"]
