@@ -1,11 +1,11 @@
 """PyTorch networks and survival losses (imported lazily by the deep models).
 
-- :class:`VolumeEncoder`: small 3D CNN (MONAI convolution blocks) over a
-  [C, D, H, W] tumour crop → a feature vector.
-- :class:`PreNet`: volume encoder + clinical MLP, fused, with a survival head
-  (discrete-time hazards or a Cox log-risk). The phase-present mask is both applied
-  to the input (missing phases zeroed) and given to the fusion layer, so the net
-  knows which phases it saw.
+- :class:`PreNet`: the MRI pipeline's residual 3D CNN
+  (:func:`hccstrat.radiology.cnn.TumourCNN`, MONAI blocks) over the [C, D, H, W]
+  four-phase tumour crop + a clinical MLP, fused, with a survival head
+  (discrete-time hazards or a Cox log-risk). The phase-present mask is applied to
+  the input (missing phases zeroed) by the encoder and also given to the fusion
+  layer, so the net knows which phases it saw.
 - :class:`MultiArmNet`: shared trunk + one discrete-time head per treatment arm.
 """
 
@@ -15,28 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["MultiArmNet", "PreNet", "VolumeEncoder", "cox_nll", "discrete_nll", "discrete_survival"]
-
-
-class VolumeEncoder(nn.Module):
-    """Strided 3D convolutions (MONAI blocks) + global average pooling."""
-
-    def __init__(self, in_channels: int = 4, channels: tuple[int, ...] = (8, 16, 32)) -> None:
-        super().__init__()
-        from monai.networks.blocks import Convolution
-
-        layers: list[nn.Module] = []
-        c_in = in_channels
-        for c in channels:
-            layers.append(
-                Convolution(3, c_in, c, strides=2, kernel_size=3, act="PRELU", norm="BATCH")
-            )
-            c_in = c
-        self.blocks = nn.Sequential(*layers)
-        self.out_dim = c_in
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.adaptive_avg_pool3d(self.blocks(x), 1).flatten(1)
+__all__ = ["MultiArmNet", "PreNet", "cox_nll", "discrete_nll", "discrete_survival"]
 
 
 class PreNet(nn.Module):
@@ -49,17 +28,22 @@ class PreNet(nn.Module):
         *,
         in_channels: int = 4,
         channels: tuple[int, ...] = (8, 16, 32),
+        image_dim: int = 32,
         clinical_hidden: int = 32,
         dropout: float = 0.2,
     ) -> None:
         super().__init__()
-        self.encoder = VolumeEncoder(in_channels, channels)
+        from hccstrat.radiology.cnn import TumourCNN
+
+        self.encoder = TumourCNN(
+            in_channels=in_channels, out_dim=image_dim, channels=channels, dropout=dropout
+        )
         self.clinical = (
             nn.Sequential(nn.Linear(n_clinical, clinical_hidden), nn.ReLU(), nn.Dropout(dropout))
             if n_clinical
             else None
         )
-        fused = self.encoder.out_dim + in_channels + (clinical_hidden if n_clinical else 0)
+        fused = image_dim + in_channels + (clinical_hidden if n_clinical else 0)
         self.head = nn.Sequential(
             nn.Linear(fused, 32), nn.ReLU(), nn.Dropout(dropout), nn.Linear(32, n_out)
         )
@@ -67,7 +51,7 @@ class PreNet(nn.Module):
     def forward(
         self, volume: torch.Tensor, mask: torch.Tensor, clinical: torch.Tensor
     ) -> torch.Tensor:
-        img = self.encoder(volume * mask[:, :, None, None, None])
+        img = self.encoder(volume, mask)
         # no phase present: the image branch says nothing
         img = img * (mask.sum(1, keepdim=True) > 0)
         parts = [img, mask]
