@@ -65,7 +65,8 @@ from scipy import ndimage as ndi
 from hccstrat.exceptions import ConfigError
 from hccstrat.pathology.heatmap import plot_time_overlay
 from hccstrat.pathology.lymphocytes import LymphocyteDetector
-from hccstrat.pathology.tile_classifier import TileClassifier, add_context
+from hccstrat.pathology.tile_classifier import TileClassifier, add_context, to_coarse
+from hccstrat.pathology.tile_rules import TileRuleConfig, apply_tile_rules, tile_measures
 
 __all__ = [
     "PANEL_COLUMNS",
@@ -124,6 +125,15 @@ class TimeConfig:
         Lymphocytes per mm².
     excluded_min_ratio : float
     detector : LymphocyteDetector
+    rules : TileRuleConfig
+        Rule layer applied over the classifier (glass/pen → background, dense small
+        round nuclei → immune-dense, pale fibrous → stroma; see
+        :mod:`hccstrat.pathology.tile_rules`). Marker ink is judged by its stricter
+        :func:`~hccstrat.pathology.tile_rules.ink_mask` (deep eosin is not ink).
+    tile_all : bool
+        Tile the whole image, glass included (glass tiles become background), instead
+        of the detected tissue only; for small fields and for overlays that show
+        what was called background.
     """
 
     target_mpp: float = 0.5
@@ -138,6 +148,8 @@ class TimeConfig:
     excluded_min_margin_density: float = 900.0
     excluded_min_ratio: float = 1.5
     detector: LymphocyteDetector = field(default_factory=LymphocyteDetector)
+    rules: TileRuleConfig = field(default_factory=TileRuleConfig)
+    tile_all: bool = False
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for out-of-range settings."""
@@ -181,6 +193,8 @@ class SlideTiles:
     thumbnail : ndarray uint8 (h, w, 3)
     thumb_downsample : float
     encoder : str
+    measures : DataFrame or None
+        Rule-layer measures per tile (:func:`~hccstrat.pathology.tile_rules.tile_measures`).
     """
 
     slide_id: str
@@ -197,6 +211,7 @@ class SlideTiles:
     thumbnail: np.ndarray
     thumb_downsample: float
     encoder: str = "builtin"
+    measures: pd.DataFrame | None = None
 
     @property
     def tile_area_mm2(self) -> float:
@@ -250,24 +265,32 @@ def extract_tiles(
     path = Path(path)
     with open_slide(path, mpp=mpp) as reader:
         tissue = detect_tissue(reader)
+        if cfg.tile_all:
+            tissue.mask = np.ones_like(tissue.mask)
         grid = grid_tiles(
             reader,
             tissue,
             target_mpp=cfg.target_mpp,
             patch_size=cfg.patch_size,
-            min_tissue=cfg.min_tissue,
+            min_tissue=0.0 if cfg.tile_all else cfg.min_tissue,
         )
         n = len(grid)
         feats = np.zeros((n, enc.dim), np.float32)
         lym = np.zeros(n, np.int64)
         frac = np.zeros(n, float)
         ok = np.zeros(n, bool)
+        meas = []
         for tiles, idx in iter_tile_batches(reader, grid, batch_size=batch_size):
             q = tile_qc(tiles)
             feats[idx] = enc.encode(tiles, mpp=cfg.target_mpp)
             lym[idx] = cfg.detector.count(tiles, cfg.target_mpp)
-            frac[idx] = np.clip(1.0 - q["background_frac"] - q["pen_frac"], 0, 1).to_numpy()
-            ok[idx] = q["qc_pass"].to_numpy()
+            m = tile_measures(tiles, None, lym[idx], cfg.target_mpp, cfg.rules)
+            m.index = idx
+            meas.append(m)
+            frac[idx] = m["tissue_frac"].to_numpy()
+            # tile QC, with marker ink judged by the rule layer's stricter ink mask
+            bad = q[["is_background", "is_blurred", "over_exposed", "under_exposed"]].any(axis=1)
+            ok[idx] = ~bad.to_numpy() & (m["ink_frac"].to_numpy() < cfg.rules.max_ink)
         thumb, tds = reader.get_thumbnail(1024)
     return SlideTiles(
         slide_id=slide_id or path.stem,
@@ -284,6 +307,7 @@ def extract_tiles(
         thumbnail=thumb,
         thumb_downsample=float(tds),
         encoder=getattr(enc, "name", "unknown"),
+        measures=pd.concat(meas).sort_index() if meas else None,
     )
 
 
@@ -299,7 +323,8 @@ class TimeResult:
         One row per tile: ``x``, ``y``, ``cls`` (7 classes; ``excluded`` when QC
         failed), ``fine`` (may be ``vessel_tumour_thrombus``), ``p_thrombus``,
         ``vi`` (thrombus tile), ``lymphocytes``, ``area_mm2``, ``tumour_bed``,
-        ``margin``, ``core``.
+        ``margin``, ``core``, ``rule`` (which rule of
+        :mod:`~hccstrat.pathology.tile_rules` set the class; ``model``: the classifier).
     slide : SlideTiles
     """
 
@@ -351,7 +376,18 @@ def measure_time(
         else np.zeros(n)
     )
     cls = np.where(fine == "vessel_tumour_thrombus", "vessel", fine).astype(object)
-    cls[~st.qc_pass] = "excluded"
+    rule = np.full(n, "model", dtype=object)
+    if st.measures is not None and cfg.rules.enabled and n:
+        alt = proba.copy()
+        alt[:, [c in ("immune_dense", "background") for c in classes]] = -1.0
+        fb = to_coarse(np.asarray(classifier.classes_, dtype=object)[alt.argmax(1)])
+        ruled, rule = apply_tile_rules(cls, st.measures.reset_index(drop=True), cfg.rules, fb)
+        keep = st.qc_pass | np.isin(rule, ("glass", "pen"))
+        cls = np.where(keep, ruled, cls).astype(object)
+        rule = np.where(keep, rule, "model").astype(object)
+        fine = np.where(rule == "model", fine, cls).astype(object)
+        p_thr = np.where(rule == "model", p_thr, 0.0)
+    cls[~st.qc_pass & ~np.isin(rule, ("glass", "pen"))] = "excluded"
     area = st.tissue_fraction * st.tile_area_mm2 * st.qc_pass
 
     ij, shape = _grid(st)
@@ -432,6 +468,7 @@ def measure_time(
             "tumour_bed": in_bed,
             "margin": in_band,
             "core": core,
+            "rule": rule,
         }
     )
     return TimeResult(row=row, tiles=tiles, slide=st)
