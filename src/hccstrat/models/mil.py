@@ -35,6 +35,7 @@ __all__ = ["MILModel", "load_bags", "planted_bags"]
 log = logging.getLogger(__name__)
 _ARCHS = ("gated", "transmil")
 _TASKS = ("survival", "classification")
+_MAX_PADDED = 65_536  # padded tiles per inference batch (bounds memory on large slides)
 
 
 def load_bags(paths: Sequence[str | Path]) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -124,7 +125,11 @@ class MILModel(BaseEstimator):
         Adam settings.
     epochs : int
     batch_size : int
-        Bags per optimisation step (the Cox loss is computed within a batch).
+        Bags per optimisation step (the Cox loss is computed within a batch). The bags
+        of a step are padded to the longest one and go through the network as one
+        masked mini-batch (padding takes no attention and leaves the outputs as they
+        are bag by bag); ``batch_size=1`` gives one bag per step (classification only:
+        the Cox loss needs at least two bags).
     max_instances : int
         Tiles sampled per bag and step during training (all tiles at prediction).
     random_state : int
@@ -219,6 +224,11 @@ class MILModel(BaseEstimator):
                 f"arch={self.arch!r}, task={self.task!r}",
                 hint=f"use arch in {_ARCHS} and task in {_TASKS}",
             )
+        if int(self.batch_size) < 1 or int(self.max_instances) < 1:
+            raise ModelError(
+                f"batch_size={self.batch_size}, max_instances={self.max_instances}",
+                hint="use batch_size >= 1 (>= 2 for survival) and max_instances >= 1",
+            )
         bags = self._bags(bags, fitting=True)
         tgt = self._target(y, len(bags))
         self.n_features_in_ = bags[0].shape[1]
@@ -246,7 +256,7 @@ class MILModel(BaseEstimator):
         import torch
         from torch.nn import functional as F
 
-        from hccstrat.models._mil_nets import cox_partial_nll
+        from hccstrat.models._mil_nets import cox_partial_nll, pad_bags
 
         with torch.set_grad_enabled(True):
             for _epoch in range(self.epochs):
@@ -257,13 +267,13 @@ class MILModel(BaseEstimator):
                     idx = order[s : s + self.batch_size]
                     if self.task == "survival" and not tgt["event"][idx].any():
                         continue
-                    outs = []
+                    sub = []
                     for i in idx:
                         x = xs[i]
                         if len(x) > self.max_instances:
                             x = x[torch.from_numpy(rng.choice(len(x), self.max_instances, False))]
-                        outs.append(net(x)[0])
-                    out = torch.stack(outs)
+                        sub.append(x)
+                    out = net(*pad_bags(sub))[0]  # one padded forward for the whole batch
                     if self.task == "survival":
                         loss = cox_partial_nll(
                             out[:, 0],
@@ -284,15 +294,34 @@ class MILModel(BaseEstimator):
 
         if not hasattr(self, "net_"):
             raise NotFittedError("MILModel is not fitted", hint="call fit() or MILModel.load()")
+        from hccstrat.models._mil_nets import pad_bags
+
         bags = self._bags(bags)
-        outs, atts, embs = [], [], []
+        n = len(bags)
+        outs: list = [None] * n
+        atts: list = [None] * n
+        embs: list = [None] * n
+        # bags of similar length share a padded batch (little padding, same results)
+        order = np.argsort([len(b) for b in bags], kind="stable")
         self.net_.eval()
         with torch.no_grad():
-            for b in bags:
-                o, a, z = self.net_(torch.from_numpy((b - self.mean_) / self.scale_))
-                outs.append(o.numpy())
-                atts.append(a.numpy().astype(np.float64))
-                embs.append(z.numpy())
+            s = 0
+            while s < n:
+                e = s + 1
+                while (
+                    e < n
+                    and e - s < max(1, int(self.batch_size))
+                    and len(bags[order[e]]) * (e - s + 1) <= _MAX_PADDED
+                ):
+                    e += 1
+                idx = order[s:e]
+                xs = [torch.from_numpy((bags[i] - self.mean_) / self.scale_) for i in idx]
+                o, a, z = self.net_(*pad_bags(xs))
+                for k, i in enumerate(idx):
+                    outs[i] = o[k].numpy()
+                    atts[i] = a[k, : len(bags[i])].numpy().astype(np.float64)
+                    embs[i] = z[k].numpy()
+                s = e
         return np.stack(outs), atts, np.stack(embs)
 
     def predict_risk(self, bags: Sequence[np.ndarray]) -> np.ndarray:
