@@ -98,6 +98,27 @@ def test_dr_learner_recovers_direction_of_effect(cohort, wide):
     assert np.sign(est["TACE"].mean() - est["surgery_alone"].mean()) == np.sign(
         true[:, 1].mean() - true[:, 0].mean()
     )
+    # the curves shown to clinicians end at the DR-learner's 2-year RFS, stay monotone
+    pred = m.predict_benefit(wide.head(30))
+    for a in ARMS:
+        np.testing.assert_allclose(
+            pred.table[f"rfs24_{a}"], pred.curves[:, ARMS.index(a), -1], atol=1e-6
+        )
+    assert (np.diff(pred.curves, axis=2) <= 1e-9).all() and (pred.curves[:, :, 0] > 0.95).all()
+
+
+def test_match_curves_bends_to_the_target():
+    from hccstrat.models._benefit_core import match_curves
+
+    t = np.linspace(0, 24, 25)
+    curves = np.exp(-np.array([[0.01, 0.03], [0.02, 0.0]])[..., None] * t)  # [2, 2, 25]
+    out = match_curves(curves, np.array([[0.9, 0.3], [0.5, 0.7]]))
+    np.testing.assert_allclose(out[0, :, -1], [0.9, 0.3])
+    np.testing.assert_allclose(out[1, 0, -1], 0.5)
+    np.testing.assert_allclose(out[1, 1], 1.0)  # flat at 1: cannot be bent, unchanged
+    # exponential stays exponential: S**k of exp(-h t) is exp(-k h t)
+    k = np.log(0.9) / (-0.01 * 24)
+    np.testing.assert_allclose(out[0, 0], np.exp(-k * 0.01 * t))
 
 
 def test_deep_multi_head_outcome_model(wide):

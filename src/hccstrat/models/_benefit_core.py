@@ -32,7 +32,7 @@ from hccstrat.exceptions import ModelError
 from hccstrat.models._base import censoring_survival, make_survival_learner, survival_at
 from hccstrat.models._benefit_slearner import InteractionCox
 
-__all__ = ["BenefitCore", "CoreParams", "fit_core"]
+__all__ = ["BenefitCore", "CoreParams", "fit_core", "match_curves"]
 
 
 @dataclass
@@ -131,6 +131,24 @@ def targets_from_curves(curves: np.ndarray, times: np.ndarray) -> tuple[np.ndarr
     return curves[..., -1].copy(), np.trapezoid(curves, times, axis=-1)
 
 
+def match_curves(curves: np.ndarray, rfs: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """Bend curves [n, A, T] so that their last value equals ``rfs`` [n, A].
+
+    Each curve is first taken relative to its value at the first grid time (0), then
+    raised to ``k = log(rfs) / log(S(τ))``: it stays monotone, starts at 1 and keeps
+    the outcome model's shape (proportional hazards relative to it), while its 2-year
+    value becomes the DR-learner's estimate (so the curves a clinician sees agree with
+    the 2-year RFS in the table). Curves that are flat at 1 cannot be bent and are
+    returned unchanged.
+    """
+    rel = np.clip(curves / np.clip(curves[..., :1], eps, None), eps, 1.0)
+    end = np.clip(rel[..., -1], eps, 1.0 - eps)
+    target = np.clip(rfs, eps, 1.0 - eps)
+    flat = rel[..., -1] >= 1.0 - eps
+    k = np.where(flat, 1.0, np.log(target) / np.log(end))
+    return np.where(flat[..., None], curves, rel ** k[..., None])
+
+
 @dataclass
 class BenefitCore:
     """A fitted core: propensity, T-learner outcome models and (DR) contrast regressors."""
@@ -151,6 +169,7 @@ class BenefitCore:
                     mu[:, a] = mu[:, 0] + self.contrasts[(name, a)].predict(Z)
             rfs = np.clip(rfs, 0.0, 1.0)
             rmst = np.clip(rmst, 0.0, p.horizon)
+            curves = match_curves(curves, rfs)
         return {
             "curves": curves,
             "rfs": rfs,
