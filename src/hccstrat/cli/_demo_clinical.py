@@ -8,6 +8,7 @@ The Cox model is fitted on a random 70 % and evaluated on the other 30 %
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,7 @@ def _km_plot(groups: pd.Series, y: np.ndarray, title: str):
 def demo_stage(cohort, out_dir: Path, *, seed: int, progress) -> list[Section]:
     """Scores, KM by BCLC and ERASL group, Cox baseline with C-index and calibration."""
     from lifelines import CoxPHFitter
+    from lifelines.exceptions import ConvergenceWarning
 
     from hccstrat.clinical.scores import compute_scores
     from hccstrat.evaluation import bootstrap, calibration_table, harrell_c
@@ -84,7 +86,10 @@ def demo_stage(cohort, out_dir: Path, *, seed: int, progress) -> list[Section]:
     rng = np.random.default_rng(seed)
     test = rng.random(len(X)) < 0.3
     train_df = X[~test].assign(time=y["time"][~test], event=y["event"][~test])
-    cph = CoxPHFitter(penalizer=0.01).fit(train_df, "time", "event")
+    with warnings.catch_warnings():  # rare binary columns: lifelines warns, the
+        # penalised fit is still fine and its metrics are reported below
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        cph = CoxPHFitter(penalizer=0.01).fit(train_df, "time", "event")
     yt = y[test]
     n = int(test.sum())
     pred = 1 - cph.predict_survival_function(X[test], times=[HORIZON]).to_numpy().ravel()

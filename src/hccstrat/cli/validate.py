@@ -5,6 +5,7 @@ HTML reports from saved results; plus the demo's validation stage.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import typer
@@ -128,6 +129,7 @@ def demo_stage(cohort, out_dir: Path, *, seed: int, progress) -> list:
     import numpy as np
     import pandas as pd
     from lifelines import CoxPHFitter
+    from lifelines.exceptions import ConvergenceWarning
 
     from hccstrat.clinical.scores import compute_scores
     from hccstrat.evaluation.validation import StageSpec, ValidationPlan, run_plan, split_internal
@@ -152,7 +154,10 @@ def demo_stage(cohort, out_dir: Path, *, seed: int, progress) -> list:
     train = cohort_lab == "development"
     progress("fitting the clinical Cox model")
     frame = X[train].assign(_T=y["time"][train], _E=y["event"][train])
-    cph = CoxPHFitter(penalizer=0.05).fit(frame, "_T", "_E")
+    with warnings.catch_warnings():  # rare binary columns: lifelines warns, the
+        # penalised fit is still fine and its metrics are reported below
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        cph = CoxPHFitter(penalizer=0.05).fit(frame, "_T", "_E")
     surv24 = cph.predict_survival_function(X, times=[24.0]).to_numpy()[0]
     oracle = cohort.oracle.set_index("patient_id").reindex(clin["patient_id"])
     oracle_risk = 1 - np.exp(-np.exp(oracle["true_lp"].to_numpy(float)))
