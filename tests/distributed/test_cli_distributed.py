@@ -53,7 +53,7 @@ def test_distributed_wsi_and_score_commands(tiny_slides, tmp_path):
 @pytest.mark.slow
 def test_flower_server_and_clients_over_grpc(tmp_path):
     runner = CliRunner()
-    res = runner.invoke(federated_app, ["export-demo", str(tmp_path / "data"),
+    res = runner.invoke(federated_app, ["export-demo", "--out", str(tmp_path / "data"),
                                         "--patients", "400", "--centres", "2"])
     assert res.exit_code == 0, res.output
     (tmp_path / "secret").write_text("shared-by-centres")

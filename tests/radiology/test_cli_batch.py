@@ -60,3 +60,20 @@ def test_cli_end_to_end_with_failures_and_resume(tmp_path, mri_root, small):
     joined = join_feature_tables(clinical, {"rad_": feats.reset_index(drop=True)})
     assert np.isnan(joined.loc[0, "rad_shape_volume_ml"])
     assert joined.loc[1, "rad_shape_volume_ml"] == feats.loc["A_GE", "shape_volume_ml"]
+
+
+def test_synth_writes_studies_to_out(tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(app, ["synth", "--out", str(tmp_path / "s"), "--n", "1", "--size", "48",
+                              "--slices", "12", "--seed", "3"])
+    assert res.exit_code == 0, res.output
+    import pydicom
+
+    files = [p for p in (tmp_path / "s" / "SYN001" / "DICOM").rglob("*") if p.is_file()]
+    series = {}
+    for p in files:
+        ds = pydicom.dcmread(p, stop_before_pixels=True)
+        if ds.Modality == "MR":
+            series.setdefault(ds.SeriesInstanceUID, []).append(p)
+    # four phases of 12 slices each (plus a localiser), vendor-style extensionless files
+    assert sorted(len(v) for v in series.values())[-4:] == [12, 12, 12, 12]

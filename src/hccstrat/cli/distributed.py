@@ -266,7 +266,7 @@ def client_cmd(
 
 @federated_app.command("export-demo")
 def export_demo(
-    out: Path = typer.Argument(..., help="Folder for one CSV per centre."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for one CSV per centre."),
     patients: int = typer.Option(1200, "--patients", min=50),
     centres: int = typer.Option(4, "--centres", min=2),
     seed: int = _SEED,

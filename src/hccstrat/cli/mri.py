@@ -55,7 +55,7 @@ def _load_mapping(path: Path | None) -> dict | None:
 
 @app.command("synth")
 def synth(
-    out: Path = typer.Argument(..., help="Folder to write the studies into."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder to write the studies into."),
     n: int = typer.Option(4, "--n", min=1, help="Number of studies."),
     seed: int = typer.Option(0, "--seed"),
     size: int = typer.Option(128, "--size", help="In-plane matrix."),
