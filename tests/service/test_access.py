@@ -65,15 +65,20 @@ def world(app_client):
 
 def _slide_row(client) -> int:
     """A registered slide of P-A (the file need not exist: jobs may fail, access may not)
-    with a stored TIME panel."""
+    with a stored TIME panel and its per-tile table."""
     from hccstrat.service.time_panel import EXTRACTOR
     from hccstrat.storage.models import DerivedFeature, Patient, Slide
 
     app = client.app
+    tiles = app.state.settings.data_dir / "derived" / "P-A" / "tiles.csv"
+    tiles.parent.mkdir(parents=True, exist_ok=True)
+    tiles.write_text("x,y,cls,fine,p_thrombus,vi,lymphocytes,area_mm2,tumour_bed,margin,core,"
+                     "rule\n0,0,tumour,tumour,0.0,False,3,0.004,True,False,True,model\n")
+    time_info = {"tiles": str(tiles), "tile_size_level0": 128, "width": 512, "height": 512}
     with app.state.sessionmaker() as s:
         pid = s.query(Patient.id).filter(Patient.pseudo_id == "P-A").scalar()
         row = Slide(patient_id=pid, path=str(app.state.settings.data_dir / "none.tiff"),
-                    sha256="0" * 64, mpp=0.5, info={})
+                    sha256="0" * 64, mpp=0.5, info={"time": time_info})
         s.add(row)
         s.flush()
         s.add_all([DerivedFeature(patient_id=pid, source=f"slide:{row.id}", name=name, value=v,
@@ -138,6 +143,8 @@ def _matrix(ids, role):
         ("POST", "/api/patients/{patient_id}/slides/{slide_id}/embed", "slides:write", {}),
         ("POST", "/api/patients/{patient_id}/slides/{slide_id}/time", "slides:write", {}),
         ("GET", "/api/patients/{patient_id}/slides/{slide_id}/time", "patients:read", {}),
+        ("GET", "/api/patients/{patient_id}/slides/{slide_id}/time.geojson", "patients:read",
+         {}),
         ("GET", "/api/patients/{patient_id}/studies/{study_id}/sr.dcm", "reports:read", {}),
         ("GET", "/api/patients/{patient_id}/studies/{study_id}/seg.dcm", "reports:read", {}),
         ("GET", "/api/jobs", "jobs:read", {}),

@@ -87,3 +87,28 @@ def test_serve_on_loopback(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_serve_encoder_options_reach_the_settings(tmp_path, monkeypatch):
+    import uvicorn
+
+    from hccstrat.exceptions import ConfigError
+    from hccstrat.io.atomic import sha256_file
+    from hccstrat.service.encoders import EncoderSpec
+
+    ck = tmp_path / "w.pth"
+    ck.write_bytes(b"weights")
+    digest = sha256_file(ck)
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.setdefault("app", app))
+    d = ["--data-dir", str(tmp_path / "data")]
+    r = CliRunner().invoke(app, ["serve", *d, "--encoder", f"u=uni:{ck}:{digest}",
+                                 "--encoder", f"t=timm:resnet18:{ck}"])
+    assert r.exit_code == 0, r.output
+    enc = seen["app"].state.settings.encoders
+    assert enc == {"u": EncoderSpec("uni", ck, digest), "t": EncoderSpec("timm:resnet18", ck)}
+    r = CliRunner().invoke(app, ["serve", *d, "--encoder", f"u=uni:{ck}",
+                                 "--encoder", f"u=ctranspath:{ck}"])
+    assert isinstance(r.exception, ConfigError) and "two --encoder" in str(r.exception)
+    r = CliRunner().invoke(app, ["serve", *d, "--encoder", f"u=uni:{ck}:1234"])
+    assert isinstance(r.exception, ConfigError) and "SHA-256" in str(r.exception)

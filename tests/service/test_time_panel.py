@@ -110,3 +110,79 @@ def test_time_panel_needs_a_classifier(sqlite_app, tmp_path):
         assert client.post(f"/api/patients/P-N/slides/{sid + 1}/time",
                            headers=hp).status_code == 404
         assert client.get("/api/jobs", headers=hp).json() == []  # nothing queued
+
+
+def test_time_panel_as_qupath_geojson(sqlite_app, slide_and_classifier, tmp_path):
+    import json
+
+    import pandas as pd
+
+    from hccstrat.pathology.annotate import read_geojson_regions
+    from hccstrat.pathology.heatmap import CLASS_COLOURS
+    from hccstrat.pathology.tile_classifier import TILE_CLASSES
+
+    slide, clf_path, _ = slide_and_classifier
+    app = sqlite_app(time_classifier=clf_path)
+    with TestClient(app) as client:
+        seed_accounts(app)
+        hp, hi = login(client, "a_pathologist"), login(client, "a_investigator")
+        client.post("/api/patients", headers=hi,
+                    json={"patient_id": "P-G", "centre": "A", "clinical": {}})
+        sid = _slide_of(app, "P-G", slide)
+        url = f"/api/patients/P-G/slides/{sid}/time.geojson"
+        r = client.get(url, headers=hi)
+        assert r.status_code == 404 and r.json()["code"] == "HCC-DB-404"  # no panel yet
+        job = wait_for_job(client, hp, client.post(url[:-8], headers=hp).json()["id"])
+        assert job["status"] == "done", job
+        r = client.get(url, headers=hi)  # every role that reads patients
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"].startswith("application/geo+json")
+        assert r.headers["content-disposition"].startswith("attachment;")
+        fc = json.loads(r.content)
+        assert fc["type"] == "FeatureCollection"
+        out = app.state.settings.data_dir / "derived" / "P-G" / f"slide-{sid}" / "time"
+        tiles = pd.read_csv(out / "tiles" / "s1.csv")
+        fg = tiles[tiles["cls"] != "background"]
+        assert 0 < len(fg) < len(tiles)  # background tiles exist and are left out
+        assert len(fc["features"]) == len(fg)
+        by_corner = {(int(x), int(y)): c for x, y, c in zip(fg["x"], fg["y"], fg["cls"],
+                                                             strict=True)}
+        side = round(128 * 0.5 / 0.5)  # TimeConfig tile: 128 px at 0.5 µm/px; slide 0.5 µm/px
+        width, height = 2048, 1536
+        for f in fc["features"]:
+            ring = f["geometry"]["coordinates"][0]
+            assert f["geometry"]["type"] == "Polygon" and len(ring) == 5 and ring[0] == ring[-1]
+            xs, ys = [p[0] for p in ring], [p[1] for p in ring]
+            assert 0 <= min(xs) < max(xs) <= width and 0 <= min(ys) < max(ys) <= height
+            assert max(xs) - min(xs) == side and max(ys) - min(ys) == side
+            props = f["properties"]
+            cls = by_corner.pop((int(min(xs)), int(min(ys))))
+            assert props["objectType"] == "detection"
+            assert props["classification"]["name"] == cls
+            rgb = CLASS_COLOURS.get(cls, (0.5, 0.5, 0.5))
+            assert props["classification"]["color"] == [round(255 * v) for v in rgb]
+            assert props["measurements"]["lymphocytes"] >= 0
+        assert by_corner == {}  # one feature per non-background tile, no duplicates
+        # QuPath-style reader of the project reads it back with the same classes
+        path = tmp_path / "time.geojson"
+        path.write_bytes(r.content)
+        regions = read_geojson_regions(path, classes=[*TILE_CLASSES, "excluded"])
+        assert sorted(g.cls for g in regions) == sorted(fg["cls"])
+        # another centre: 404 as if the slide did not exist
+        assert client.get(url, headers=login(client, "b_admin")).status_code == 404
+        # a panel stored before the tile geometry was recorded: found from the slide itself
+        from hccstrat.storage.models import Slide
+
+        with app.state.sessionmaker() as s:
+            row = s.get(Slide, sid)
+            t = row.info["time"]
+            assert (t["tile_size_level0"], t["width"], t["height"]) == (side, width, height)
+            row.info = {**row.info, "time": {"job_id": t["job_id"]}}
+            s.commit()
+        again = json.loads(client.get(url, headers=hp).content)
+        assert sorted(json.dumps(f["geometry"]) for f in again["features"]) == sorted(
+            json.dumps(f["geometry"]) for f in fc["features"])
+        # the per-tile table gone: 404 with a hint to rerun the job
+        (out / "tiles" / "s1.csv").unlink()
+        r = client.get(url, headers=hp)
+        assert r.status_code == 404 and "again" in r.json()["hint"]

@@ -48,6 +48,13 @@ def serve(
         help="Tile classifier of the TIME panel job (from `hccstrat wsi time --train`); "
         "without it the slide TIME endpoints answer 503. Load only files you trust.",
     ),
+    encoder: list[str] = typer.Option(
+        [], "--encoder", help="NAME=KIND:PATH[:SHA256]: a tile encoder the slide embed job may "
+        "use by name (body {\"encoder\": NAME}), from LOCAL weights, e.g. "
+        "uni=uni:/models/uni.bin:<sha256> or r18=timm:resnet18:/models/r18.pth; KIND is uni, "
+        "ctranspath or timm:<model>; the checksum is verified when the job loads the weights "
+        "(repeatable; 'builtin' is always available).",
+    ),
 ) -> None:
     """Start the registry web service (API under /api, pages at /, docs at /docs)."""
     import logging
@@ -56,6 +63,7 @@ def serve(
 
     from hccstrat.exceptions import ConfigError
     from hccstrat.service import ServiceSettings, create_app
+    from hccstrat.service.encoders import parse_encoder_option
     from hccstrat.service.model_scorer import parse_model_specs
     from hccstrat.service.scoring import load_scorer
 
@@ -69,12 +77,19 @@ def serve(
             raise ConfigError(f"two scorers for {kind} (--model and --scorer)",
                               hint="give one scorer per kind")
         scorers[kind] = load_scorer(target)
+    encoders: dict = {}
+    for spec in encoder:
+        name, enc_spec = parse_encoder_option(spec)
+        if name in encoders:
+            raise ConfigError(f"two --encoder options named {name!r}",
+                              hint="give each encoder its own name")
+        encoders[name] = enc_spec
     if host not in ("127.0.0.1", "localhost", "::1"):
         logging.getLogger(__name__).warning(
             "listening on %s: put the service behind HTTPS and use --secure-cookies", host)
     settings = ServiceSettings(data_dir=data_dir, db_url=db, scorers=scorers,
                                token_ttl_minutes=token_ttl, secure_cookies=secure_cookies,
-                               time_classifier=time_classifier)
+                               time_classifier=time_classifier, encoders=encoders)
     typer.echo(f"hccstrat registry on http://{host}:{port}/ (data in {data_dir})")
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning",
                 access_log=False)  # uvicorn's access log prints full paths: keep it off

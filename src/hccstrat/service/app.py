@@ -30,6 +30,7 @@ _STATUS = {
     "HCC-UPLOAD-413": 413,
     "HCC-SCORE-503": 503,
     "HCC-TIME-503": 503,
+    "HCC-ENC-422": 422,
     "HCC-TRIAL-001": 409,
     DataValidationError.code: 422,
 }

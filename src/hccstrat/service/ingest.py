@@ -208,32 +208,45 @@ def preprocess_mri_job(worker, job: Job, progress) -> dict[str, Any]:
 
 
 def embed_wsi_job(worker, job: Job, progress) -> dict[str, Any]:
-    """Tile, QC and embed a stored slide into the HDF5 feature store (built-in encoder).
+    """Tile, QC and embed a stored slide into the HDF5 feature store.
 
     Runs :func:`hccstrat.pathology.batch.process_slide`, the function behind
-    ``hccstrat wsi embed``, so the service and the CLI give the same files. The
-    feature file and its checksum are recorded on the slide.
+    ``hccstrat wsi embed``, so the service and the CLI give the same files. The encoder
+    is the one named in the job (``"builtin"`` by default, else a name from
+    ``ServiceSettings.encoders``; its weights' checksum is verified on loading). The
+    built-in encoder writes under ``slide-<id>/features/``, a named one under
+    ``slide-<id>/encoders/<name>/features/``. The feature file, its checksum, the
+    encoder name and the weights' checksum are recorded on the slide
+    (``info["embedding"]``: the newest run; ``info["embeddings"][name]``: one per encoder).
     """
-    from hccstrat.encoders.registry import create_encoder
     from hccstrat.pathology.batch import WsiJobConfig, process_slide
+    from hccstrat.service.encoders import BUILTIN, build_encoder, resolve_encoder
     from hccstrat.service.figures import derived_dir
     from hccstrat.storage.audit import append_event
 
     patient, scope = _job_context(worker, job)
+    name, spec = resolve_encoder(worker.settings, job.params.get("encoder"))
     with worker.sessionmaker() as s:
         slide = s.get(Slide, int(job.params["slide_id"]))
         src, mpp = Path(slide.path), slide.mpp
     out = derived_dir(worker.settings.data_dir, patient.pseudo_id, f"slide-{slide.id}")
+    if name != BUILTIN:
+        out = out / "encoders" / name
+    progress(0.05, f"loading the {name} encoder")
+    encoder = build_encoder(spec)
     progress(0.1, "detecting tissue, tiling and embedding")
     res = process_slide(src, out, WsiJobConfig(stage="embed", mpp=mpp),
-                        slide_id=f"slide-{slide.id}", encoder=create_encoder("builtin"))
+                        slide_id=f"slide-{slide.id}", encoder=encoder)
     summary = {"features": res.row["output_path"], "features_sha256": res.row["sha256"],
-               "n_tiles_pass": res.row.get("n_tiles_pass"), "encoder": "builtin"}
+               "n_tiles_pass": res.row.get("n_tiles_pass"), "encoder": name,
+               "encoder_kind": spec.kind, "encoder_sha256": encoder.sha256,
+               "feature_dim": res.row.get("feature_dim")}
     progress(0.9, "recording the result")
     with worker.sessionmaker() as s:
         row = s.get(Slide, slide.id)
         before = dict(row.info or {})
-        row.info = {**before, "embedding": summary}
+        embeddings = {**(before.get("embeddings") or {}), name: summary}
+        row.info = {**before, "embedding": summary, "embeddings": embeddings}
         append_event(s, actor=scope.actor, action="update", entity="slide", entity_id=slide.id,
                      centre_id=patient.centre_id, before=before, after=row.info)
         s.commit()

@@ -12,6 +12,7 @@ __all__ = [
     "AllocateIn",
     "CentreIn",
     "ClinicalIn",
+    "EmbedIn",
     "EnrolIn",
     "LoginIn",
     "PatientIn",
@@ -82,6 +83,11 @@ class PredictIn(_In):
     kind: Literal["PRE", "POST", "BENEFIT"] = Field(
         "PRE", description="PRE/POST risk score, or BENEFIT (adjuvant regimen recommendation)")
     background: bool = Field(False, description="run as a background job (202 + job)")
+
+
+class EmbedIn(_In):
+    encoder: str = Field("builtin", min_length=1, max_length=64,
+                         description="configured encoder name (default: the built-in encoder)")
 
 
 class ScreenIn(_In):

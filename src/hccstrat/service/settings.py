@@ -43,6 +43,11 @@ class ServiceSettings:
         Tile classifier (``TileClassifier.save`` pickle, e.g. from ``hccstrat wsi time
         --train``) used by the TIME panel job; None disables the TIME endpoints (503).
         Load only files you trust (pickle).
+    encoders : dict
+        Name -> :class:`~hccstrat.service.encoders.EncoderSpec` (or its keyword dict:
+        ``kind``, ``checkpoint``, ``sha256``, ``options``) of the tile encoders an embed
+        request may name besides ``"builtin"``; weights are local files, verified by
+        checksum when the job loads them.
     """
 
     data_dir: Path
@@ -59,11 +64,15 @@ class ServiceSettings:
     secure_cookies: bool = False
     scorers: dict[str, Any] = field(default_factory=dict)
     time_classifier: Path | None = None
+    encoders: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
         if self.time_classifier is not None:
             self.time_classifier = Path(self.time_classifier)
+        from hccstrat.service.encoders import normalise_encoders
+
+        self.encoders = normalise_encoders(self.encoders)
 
 
 def load_secret(data_dir: Path) -> bytes:

@@ -7,7 +7,8 @@ The job runs :func:`hccstrat.pathology.time_batch.run_time_batch` (the function 
 table, overlay PNG, manifest). Each numeric panel column becomes one
 :class:`~hccstrat.storage.models.DerivedFeature` row (``source = "slide:<id>"``), so
 the POST and benefit scorers pick the ``time_*`` features up; a rerun adds newer rows
-and the newest row of each name wins.
+and the newest row of each name wins. :func:`time_tiles_geojson` turns the stored
+per-tile table into a QuPath-importable GeoJSON FeatureCollection.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "check_time_configured",
     "stored_time_panel",
     "time_panel_job",
+    "time_tiles_geojson",
 ]
 
 #: ``DerivedFeature.extractor`` of the TIME panel rows
@@ -94,6 +96,7 @@ def time_panel_job(worker, job: Job, progress) -> dict[str, Any]:
         row = manifest.set_index("slide_id").loc[src.stem]
         raise SlideJobError(f"TIME panel of slide {slide_id} failed: {row['error_message']}",
                             code=row["error_code"], hint="check the slide (format, mpp, tissue)")
+    geometry = _tile_geometry(src, mpp, cfg)
     values = panel.iloc[0].to_dict()
     numeric = {c: _clean(values[c]) for c in PANEL_COLUMNS if c != "time_immune_phenotype"}
     phenotype = str(values["time_immune_phenotype"])
@@ -105,7 +108,8 @@ def time_panel_job(worker, job: Job, progress) -> dict[str, Any]:
         row = s.get(Slide, slide_id)
         before = dict(row.info or {})
         summary = {"job_id": job.id, "immune_phenotype": phenotype,
-                   "classifier": clf_path.name, "panel": str(out / "time_panel.csv")}
+                   "classifier": clf_path.name, "panel": str(out / "time_panel.csv"),
+                   "tiles": str(out / "tiles" / f"{src.stem}.csv"), **geometry}
         row.info = {**before, "time": summary}
         append_event(s, actor=scope.actor, action="create", entity="derived_feature",
                      entity_id=source, centre_id=patient.centre_id,
@@ -134,3 +138,79 @@ def stored_time_panel(session: Session, slide: Slide) -> dict[str, Any] | None:
     return {"slide_id": slide.id, "panel": panel, "immune_phenotype": phenotype,
             "units": {k: PANEL_COLUMNS[k][0] for k in panel if k in PANEL_COLUMNS},
             "extractor": EXTRACTOR, "created_at": created.isoformat()}
+
+
+def _tile_geometry(src: Path, mpp: float | None, cfg=None) -> dict[str, Any]:
+    """Level-0 tile side and slide size of the TIME tiling (as ``grid_tiles`` computes it)."""
+    from hccstrat.io.wsi import open_slide
+    from hccstrat.pathology.time import TimeConfig
+
+    cfg = cfg or TimeConfig()
+    with open_slide(src, mpp=mpp) as reader:
+        width, height = reader.dimensions
+        side = round(cfg.patch_size * cfg.target_mpp / reader.mpp)
+    return {"tile_size_level0": int(side), "width": int(width), "height": int(height)}
+
+
+def _rgb255(name: str) -> tuple[int, int, int]:
+    from hccstrat.pathology.heatmap import CLASS_COLOURS
+
+    rgb = CLASS_COLOURS.get(name, (0.5, 0.5, 0.5))  # "excluded" (failed tile QC): grey
+    return (round(255 * rgb[0]), round(255 * rgb[1]), round(255 * rgb[2]))
+
+
+def _measurements(t) -> dict[str, float]:
+    raw = {"lymphocytes": _clean(t.lymphocytes), "p_thrombus": _clean(t.p_thrombus),
+           "vascular_invasion": float(bool(t.vi)), "tumour_bed": float(bool(t.tumour_bed)),
+           "invasive_margin": float(bool(t.margin)), "tumour_core": float(bool(t.core))}
+    return {k: v for k, v in raw.items() if v is not None}
+
+
+def time_tiles_geojson(data_dir: Path, pseudo_id: str, slide: Slide) -> dict[str, Any]:
+    """The slide's stored TIME tile classes as a QuPath GeoJSON FeatureCollection.
+
+    One ``detection`` polygon per non-background tile, in level-0 pixel coordinates
+    (clipped to the slide), classified by the tile's class with the overlay colour,
+    with the tile's lymphocyte count, thrombus probability and compartment flags as
+    measurements. Call it only when :func:`stored_time_panel` found a panel.
+
+    Raises
+    ------
+    hccstrat.storage.repositories.RecordNotFoundError
+        The per-tile table of the panel is gone (rerun the TIME job).
+    """
+    import pandas as pd
+
+    from hccstrat.interop.geojson import polygon_feature
+    from hccstrat.service.figures import derived_dir
+    from hccstrat.storage.repositories import RecordNotFoundError
+
+    info = dict((slide.info or {}).get("time") or {})
+    default = (derived_dir(data_dir, pseudo_id, f"slide-{slide.id}") / "time" / "tiles"
+               / f"{Path(slide.path).stem}.csv")
+    path = Path(info.get("tiles") or default)
+    missing = RecordNotFoundError(
+        f"the per-tile table of slide {slide.id}'s TIME panel is missing",
+        hint=f"POST /api/patients/{pseudo_id}/slides/{slide.id}/time again and wait for the job")
+    if not path.is_file():
+        raise missing
+    if not all(k in info for k in ("tile_size_level0", "width", "height")):
+        try:  # panels stored before the geometry was recorded
+            info.update(_tile_geometry(Path(slide.path), slide.mpp))
+        except HccstratError as err:
+            raise missing from err
+    side, width, height = (int(info[k]) for k in ("tile_size_level0", "width", "height"))
+    tiles = pd.read_csv(path)
+    tiles = tiles[tiles["cls"].astype(str) != "background"]
+    features = []
+    for t in tiles.itertuples(index=False):
+        x0, y0 = min(max(int(t.x), 0), width), min(max(int(t.y), 0), height)
+        x1, y1 = min(x0 + side, width), min(y0 + side, height)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        name = str(t.cls)
+        features.append(polygon_feature(
+            [(x0, y0), (x1, y0), (x1, y1), (x0, y1)], classification=name,
+            color=_rgb255(name), object_type="detection",
+            measurements=_measurements(t)))
+    return {"type": "FeatureCollection", "features": features}

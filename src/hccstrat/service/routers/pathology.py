@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi import Path as PathParam
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -66,3 +66,26 @@ def get_time_panel(patient_id: str, slide_id: _ID, session: DB, p: _READ):
             f"no TIME panel for slide {slide_id} yet",
             hint=f"POST /api/patients/{patient_id}/slides/{slide_id}/time and wait for the job")
     return panel
+
+
+@router.get("/{patient_id}/slides/{slide_id}/time.geojson",
+            summary="The slide's stored TIME tile classes as a QuPath-importable GeoJSON "
+            "FeatureCollection (one polygon per non-background tile, level-0 pixels)",
+            response_class=Response,
+            responses={200: {"content": {"application/geo+json": {}},
+                             "description": "GeoJSON FeatureCollection (attachment)"},
+                       404: {"description": "no such patient or slide, or no panel yet"}})
+def get_time_geojson(patient_id: str, slide_id: _ID, request: Request, session: DB, p: _READ):
+    import json
+
+    from hccstrat.service.time_panel import stored_time_panel, time_tiles_geojson
+
+    patient, slide = patient_slide(session, p, patient_id, slide_id)
+    if stored_time_panel(session, slide) is None:
+        raise repo.RecordNotFoundError(
+            f"no TIME panel for slide {slide_id} yet",
+            hint=f"POST /api/patients/{patient_id}/slides/{slide_id}/time and wait for the job")
+    fc = time_tiles_geojson(request.app.state.settings.data_dir, patient.pseudo_id, slide)
+    name = f"{patient.pseudo_id}-slide-{slide.id}-time.geojson"
+    return Response(json.dumps(fc, allow_nan=False), media_type="application/geo+json",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from hccstrat.exceptions import HccstratError
 from hccstrat.service.deps import DB, Allowed
 from hccstrat.service.routers.jobs import job_out, queue_job
+from hccstrat.service.schemas import EmbedIn
 from hccstrat.service.security import Principal
 from hccstrat.storage import repositories as repo
 from hccstrat.storage.models import ImagingStudy, Slide
@@ -125,17 +126,24 @@ def preprocess_study(patient_id: str, study_id: Annotated[int, PathParam(ge=1, l
 
 
 @router.post("/{patient_id}/slides/{slide_id}/embed", status_code=202,
-             summary="Tile, QC and embed a slide into the feature store in a background job",
-             responses={404: {"description": "no such patient or slide"}})
+             summary="Tile, QC and embed a slide into the feature store in a background job "
+             "with the built-in encoder or a configured one (body {\"encoder\": NAME})",
+             responses={404: {"description": "no such patient or slide"},
+                        422: {"description": "unknown encoder name (the answer lists the "
+                              "configured names)"}})
 def embed_slide(patient_id: str, slide_id: Annotated[int, PathParam(ge=1, le=2**31 - 1)],
-                request: Request, session: DB, p: _SLIDE):
+                request: Request, session: DB, p: _SLIDE, body: EmbedIn | None = None):
+    from hccstrat.service.encoders import resolve_encoder
+
     patient = repo.get_patient(session, p.scope, patient_id)
     slide = session.scalar(select(Slide).where(Slide.id == slide_id,
                                                Slide.patient_id == patient.id))
     if slide is None:
         raise repo.RecordNotFoundError(f"slide {slide_id} not found",
                                        hint="list the patient's slides first")
-    job = queue_job(session, p, kind="embed_wsi", patient=patient, params={"slide_id": slide.id})
+    name, _ = resolve_encoder(request.app.state.settings, body.encoder if body else None)
+    job = queue_job(session, p, kind="embed_wsi", patient=patient,
+                    params={"slide_id": slide.id, "encoder": name})
     session.commit()
     request.app.state.worker.notify()
     return job_out(job)
@@ -146,4 +154,5 @@ def list_slides(patient_id: str, session: DB, p: _READ):
     patient = repo.get_patient(session, p.scope, patient_id)
     rows = session.query(Slide).filter(Slide.patient_id == patient.id).all()
     return [{"id": r.id, "sha256": r.sha256, "mpp": r.mpp, "removed": r.info.get("removed", []),
-             "embedding": r.info.get("embedding")} for r in rows]
+             "embedding": r.info.get("embedding"),
+             "embeddings": r.info.get("embeddings") or {}} for r in rows]
