@@ -47,7 +47,26 @@ def test_learns_planted_image_signal(data, head):
     s = m.predict_score(X.iloc[te])
     assert ((s >= 0) & (s <= 1)).all()
     assert concordance(y[te], s) > 0.62
+    # the uncalibrated output ranks too (a monotone calibrator could hide a flipped net)
+    raw = m._raw_probability(m._forward(*m._inputs(X.iloc[te])))
+    assert concordance(y[te], raw) > 0.62
     assert len(m.history_) == 12 and "MRI image features" not in m.lacking_.summary()
+
+
+def test_discrete_bins_follow_censoring_at_the_horizon():
+    from hccstrat.models._base import discrete_time_bins
+    from hccstrat.survival import make_surv
+
+    y = make_surv(
+        [True, False, True, True, False, True, False], [3.0, 4.0, 23.9, 24.0, 24.0, 30.0, 0.5]
+    )
+    idx, ev = discrete_time_bins(y, 24.0, 6)  # intervals (0,4], (4,8], ..., (20,24]
+    # event at 3 -> interval 0; censored at 4 survived interval 0; event at 23.9 and at
+    # 24 -> last interval; censored AT the horizon survived all six (the bug this guards:
+    # putting it in the last interval left that interval's hazard without survivors);
+    # event after the horizon is censoring beyond it; censored at 0.5 survived none
+    assert idx.tolist() == [0, 1, 5, 5, 6, 6, 0]
+    assert ev.tolist() == [True, False, True, True, False, False, False]
 
 
 def test_missing_phase_is_masked_and_saliency(data):

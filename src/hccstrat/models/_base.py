@@ -22,6 +22,7 @@ __all__ = [
     "censoring_survival",
     "check_target",
     "concordance",
+    "discrete_time_bins",
     "ipcw_weights",
     "make_survival_learner",
     "survival_at",
@@ -144,6 +145,31 @@ def ipcw_weights(y: np.ndarray, horizon: float, G=None) -> tuple[np.ndarray, np.
     known = event | (y["time"] >= horizon)
     w = np.where(known, 1.0 / G(np.minimum(y["time"], horizon)), 0.0)
     return event, w
+
+
+def discrete_time_bins(y: np.ndarray, horizon: float, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Interval index and event flag of each patient for a discrete-time hazard model.
+
+    The intervals are ``(e_k, e_{k+1}]`` with ``e = linspace(0, horizon, n_bins + 1)``.
+    An event at ``t <= horizon`` falls in the interval containing ``t``; a patient
+    censored at ``t`` survived every interval that ends at or before ``t`` — so a
+    patient followed event-free to exactly the horizon (administrative censoring at
+    24 months) survived all of them and gets index ``n_bins``.
+
+    Returns
+    -------
+    idx : ndarray of int
+        Interval of the event, or the number of intervals survived when censored.
+    event : ndarray of bool
+        Event within the horizon.
+    """
+    edges = np.linspace(0.0, float(horizon), int(n_bins) + 1)[1:]
+    t = np.asarray(y["time"], float)
+    event = np.asarray(y["event"], bool) & (t <= horizon)
+    idx = np.where(
+        event, np.searchsorted(edges, t, side="left"), np.searchsorted(edges, t, side="right")
+    )
+    return np.minimum(idx, int(n_bins)), event
 
 
 def concordance(y: np.ndarray, risk: np.ndarray) -> float:

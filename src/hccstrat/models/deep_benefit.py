@@ -14,6 +14,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from hccstrat.exceptions import ModelError, NotFittedError
+from hccstrat.models._base import discrete_time_bins
 
 __all__ = ["MultiArmSurvivalNet"]
 
@@ -88,8 +89,7 @@ class MultiArmSurvivalNet(BaseEstimator):
         torch.manual_seed(self.random_state)
         rng = np.random.default_rng(self.random_state)
         edges = np.linspace(0, self.horizon, self.n_bins + 1)
-        idx = np.minimum(np.searchsorted(edges[1:], y["time"], side="left"), self.n_bins)
-        ev = y["event"] & (y["time"] <= self.horizon)
+        idx, ev = discrete_time_bins(y, self.horizon, self.n_bins)
         w = np.ones(len(Z)) if sample_weight is None else np.asarray(sample_weight, float)
         self.net_ = MultiArmNet(Z.shape[1], self.n_arms, self.n_bins, self.hidden, self.dropout)
         opt = torch.optim.AdamW(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay)

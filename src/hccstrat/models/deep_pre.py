@@ -25,7 +25,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from hccstrat.exceptions import ModelError, NotFittedError
-from hccstrat.models._base import check_target, training_summary
+from hccstrat.models._base import check_target, discrete_time_bins, training_summary
 from hccstrat.models._features import FeatureAssembler
 from hccstrat.models._risk import ThresholdMixin
 from hccstrat.models.operating import HorizonCalibrator
@@ -165,10 +165,7 @@ class DeepPreModel(ThresholdMixin, BaseEstimator):
         return V.astype(np.float32), M, C
 
     def _bins(self, y) -> tuple[np.ndarray, np.ndarray]:
-        edges = np.linspace(0, self.horizon, self.n_bins + 1)
-        idx = np.searchsorted(edges[1:], y["time"], side="left")
-        event = y["event"] & (y["time"] <= self.horizon)
-        return np.minimum(idx, self.n_bins), event
+        return discrete_time_bins(y, self.horizon, self.n_bins)
 
     def _forward(self, V, M, C, *, grad: bool = False):
         import torch
