@@ -1,7 +1,8 @@
 """Tumour immune microenvironment (TIME) panel from an H&E slide.
 
-Pipeline per slide: tissue detection → tiles (``patch_size`` px at ``target_mpp``;
-default 128 px at 0.5 µm/px = 64 µm) → tile QC, encoder features, lymphocyte counts
+Pipeline per slide (tiling and per-tile measures in :mod:`hccstrat.pathology.time_tiles`):
+tissue detection → tiles (``patch_size`` px at ``target_mpp``; default 128 px at
+0.5 µm/px = 64 µm) → tile QC, encoder features, lymphocyte counts
 (:mod:`hccstrat.pathology.lymphocytes`) → tissue class per tile
 (:class:`~hccstrat.pathology.tile_classifier.TileClassifier`) → compartments on the
 tile grid → one panel row.
@@ -55,7 +56,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -65,8 +65,9 @@ from scipy import ndimage as ndi
 from hccstrat.exceptions import ConfigError
 from hccstrat.pathology.heatmap import plot_time_overlay
 from hccstrat.pathology.lymphocytes import LymphocyteDetector
-from hccstrat.pathology.tile_classifier import TileClassifier, add_context, to_coarse
-from hccstrat.pathology.tile_rules import TileRuleConfig, apply_tile_rules, tile_measures
+from hccstrat.pathology.tile_classifier import TileClassifier, to_coarse
+from hccstrat.pathology.tile_rules import TileRuleConfig, apply_tile_rules
+from hccstrat.pathology.time_tiles import SlideTiles, extract_tiles
 
 __all__ = [
     "PANEL_COLUMNS",
@@ -128,8 +129,8 @@ class TimeConfig:
     rules : TileRuleConfig
         Rule layer applied over the classifier (glass/pen → background, dense small
         round nuclei → immune-dense, pale fibrous → stroma; see
-        :mod:`hccstrat.pathology.tile_rules`). Marker ink is judged by its stricter
-        :func:`~hccstrat.pathology.tile_rules.ink_mask` (deep eosin is not ink).
+        :mod:`hccstrat.pathology.tile_rules`). Marker ink is
+        :func:`hccstrat.pathology.qc.ink_mask` (deep eosin is not ink).
     tile_all : bool
         Tile the whole image, glass included (glass tiles become background), instead
         of the detected tissue only; for small fields and for overlays that show
@@ -170,145 +171,6 @@ class TimeConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass
-class SlideTiles:
-    """Tiles of one slide with what the TIME panel needs.
-
-    Attributes
-    ----------
-    slide_id : str
-    coords : ndarray int64 (N, 2)
-        Level-0 top-left corners.
-    features : ndarray float32 (N, D)
-        Encoder features.
-    lymphocytes : ndarray int64 (N,)
-        Lymphocytes detected per tile.
-    tissue_fraction : ndarray float (N,)
-        Non-glass, non-ink share of each tile (from tile QC).
-    qc_pass : ndarray bool (N,)
-    patch_size, patch_size_level0, stride_level0 : int
-    target_mpp, mpp : float
-    thumbnail : ndarray uint8 (h, w, 3)
-    thumb_downsample : float
-    encoder : str
-    measures : DataFrame or None
-        Rule-layer measures per tile (:func:`~hccstrat.pathology.tile_rules.tile_measures`).
-    """
-
-    slide_id: str
-    coords: np.ndarray
-    features: np.ndarray
-    lymphocytes: np.ndarray
-    tissue_fraction: np.ndarray
-    qc_pass: np.ndarray
-    patch_size: int
-    patch_size_level0: int
-    stride_level0: int
-    target_mpp: float
-    mpp: float
-    thumbnail: np.ndarray
-    thumb_downsample: float
-    encoder: str = "builtin"
-    measures: pd.DataFrame | None = None
-
-    @property
-    def tile_area_mm2(self) -> float:
-        """Area of one whole tile (mm²)."""
-        return (self.patch_size * self.target_mpp / 1000.0) ** 2
-
-    def classifier_input(self, context: bool) -> np.ndarray:
-        """Features given to the tile classifier (with neighbour context when asked)."""
-        if context:
-            return add_context(self.features, self.coords, self.stride_level0)
-        return self.features
-
-
-def extract_tiles(
-    path: str | Path,
-    *,
-    config: TimeConfig | None = None,
-    encoder=None,
-    mpp: float | None = None,
-    slide_id: str | None = None,
-    batch_size: int = 128,
-) -> SlideTiles:
-    """Tile a slide and measure QC, features and lymphocytes of every tile.
-
-    Parameters
-    ----------
-    path : path-like
-        Slide file.
-    config : TimeConfig, optional
-    encoder : Encoder, optional
-        Default: the builtin H&E encoder.
-    mpp : float, optional
-        Level-0 µm/px for files that store none.
-    slide_id : str, optional
-        Default: the file stem.
-    batch_size : int
-
-    Raises
-    ------
-    hccstrat.io.wsi.SlideOpenError, MppMissingError, NoTissueError, SlideTooSmallError
-    """
-    from hccstrat.encoders.registry import create_encoder
-    from hccstrat.io.wsi import open_slide
-    from hccstrat.pathology.qc import tile_qc
-    from hccstrat.pathology.tiling import grid_tiles, iter_tile_batches
-    from hccstrat.pathology.tissue import detect_tissue
-
-    cfg = config or TimeConfig()
-    cfg.validate()
-    enc = encoder or create_encoder("builtin")
-    path = Path(path)
-    with open_slide(path, mpp=mpp) as reader:
-        tissue = detect_tissue(reader)
-        if cfg.tile_all:
-            tissue.mask = np.ones_like(tissue.mask)
-        grid = grid_tiles(
-            reader,
-            tissue,
-            target_mpp=cfg.target_mpp,
-            patch_size=cfg.patch_size,
-            min_tissue=0.0 if cfg.tile_all else cfg.min_tissue,
-        )
-        n = len(grid)
-        feats = np.zeros((n, enc.dim), np.float32)
-        lym = np.zeros(n, np.int64)
-        frac = np.zeros(n, float)
-        ok = np.zeros(n, bool)
-        meas = []
-        for tiles, idx in iter_tile_batches(reader, grid, batch_size=batch_size):
-            q = tile_qc(tiles)
-            feats[idx] = enc.encode(tiles, mpp=cfg.target_mpp)
-            lym[idx] = cfg.detector.count(tiles, cfg.target_mpp)
-            m = tile_measures(tiles, None, lym[idx], cfg.target_mpp, cfg.rules)
-            m.index = idx
-            meas.append(m)
-            frac[idx] = m["tissue_frac"].to_numpy()
-            # tile QC, with marker ink judged by the rule layer's stricter ink mask
-            bad = q[["is_background", "is_blurred", "over_exposed", "under_exposed"]].any(axis=1)
-            ok[idx] = ~bad.to_numpy() & (m["ink_frac"].to_numpy() < cfg.rules.max_ink)
-        thumb, tds = reader.get_thumbnail(1024)
-    return SlideTiles(
-        slide_id=slide_id or path.stem,
-        coords=grid.coords,
-        features=feats,
-        lymphocytes=lym,
-        tissue_fraction=frac,
-        qc_pass=ok,
-        patch_size=grid.patch_size,
-        patch_size_level0=grid.patch_size_level0,
-        stride_level0=grid.stride_level0,
-        target_mpp=grid.target_mpp,
-        mpp=grid.mpp,
-        thumbnail=thumb,
-        thumb_downsample=float(tds),
-        encoder=getattr(enc, "name", "unknown"),
-        measures=pd.concat(meas).sort_index() if meas else None,
-    )
 
 
 @dataclass
