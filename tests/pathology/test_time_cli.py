@@ -94,3 +94,21 @@ def test_demo_stage_time(tmp_path):
     assert (tmp_path / "time" / "mil_attention.png").exists()
     assert len(seen) >= 8
     assert took < 180  # ~40 s on an idle 2-core machine
+    from hccstrat.cli._demo_time import find_fixtures
+
+    if find_fixtures() is not None:  # CI: the real slide's overlay is in the report
+        assert (tmp_path / "time" / "real_CMU-1_time.png").stat().st_size > 20_000
+        assert "Real H&amp;E slide" in sections[0].body and num["real_tissue_tiles"] > 50
+
+
+def test_find_fixtures_follows_the_environment(tmp_path, monkeypatch):
+    from hccstrat.cli._demo_time import REAL_SLIDE, find_fixtures
+
+    (tmp_path / "wsi").mkdir()
+    (tmp_path / "wsi" / REAL_SLIDE).write_bytes(b"x")
+    monkeypatch.setenv("HCCSTRAT_FIXTURES_DIR", str(tmp_path))
+    assert find_fixtures() == tmp_path
+    monkeypatch.setenv("HCCSTRAT_FIXTURES_DIR", str(tmp_path / "nowhere"))
+    monkeypatch.chdir(tmp_path)  # no ../shared/fixtures beside the working folder
+    found = find_fixtures()
+    assert found is None or (found / "wsi" / REAL_SLIDE).is_file()

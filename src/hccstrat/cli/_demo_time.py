@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pathlib
 
-__all__ = ["demo_stage_time"]
+__all__ = ["REAL_SLIDE", "demo_stage_time", "find_fixtures"]
 
 _SIZE = 2048
 
@@ -153,6 +153,8 @@ def demo_stage_time(cohort, out_dir: pathlib.Path, *, seed: int, progress) -> li
     k = max(1, len(att) // 10)
     top_hit = float(imm[np.argsort(att)[::-1][:k]].mean())
 
+    real_html, real_numbers = _real_slide(clf, cfg, out, progress)
+
     def fig_of(path: pathlib.Path, alt: str) -> str:
         import base64
         import html
@@ -172,8 +174,83 @@ def demo_stage_time(cohort, out_dir: pathlib.Path, *, seed: int, progress) -> li
         f"with shuffled labels; {top_hit:.0%} of the top-10 % attention tiles are immune-dense "
         f"(slide share {imm.mean():.0%}).</p>"
         + fig_of(hm, "MIL attention heatmap")
+        + real_html
     )
     numbers = {"tile_accuracy": float(acc), "kappa": float(kappa), "mil_c": float(c_model),
-               "mil_c_shuffled": float(c_shuf)}
+               "mil_c_shuffled": float(c_shuf), **real_numbers}
     return [Section(title="Tumour immune microenvironment, annotation and MIL", body=body,
                     numbers=numbers)]
+
+
+#: the real H&E fixture the demo runs on when ../shared/fixtures is beside the checkout
+REAL_SLIDE = "CMU-1-Small-Region.svs"
+
+
+def find_fixtures() -> pathlib.Path | None:
+    """The shared fixtures folder: ``$HCCSTRAT_FIXTURES_DIR``, else ``../shared/fixtures``
+    beside the current folder or beside the source checkout; None when absent."""
+    import os
+
+    env = os.environ.get("HCCSTRAT_FIXTURES_DIR")
+    here = pathlib.Path(__file__).resolve()
+    candidates = [pathlib.Path(env)] if env else []
+    candidates += [pathlib.Path.cwd().parent / "shared" / "fixtures"]
+    if len(here.parents) > 4:
+        candidates.append(here.parents[4] / "shared" / "fixtures")
+    return next((c for c in candidates if (c / "wsi" / REAL_SLIDE).is_file()), None)
+
+
+def _real_slide(clf, cfg, out: pathlib.Path, progress) -> tuple[str, dict]:
+    """TIME overlay of a real H&E slide (CMU-1, a skin biopsy) with the demo's classifier.
+
+    Shows what the synthetic-trained classifier does on real tissue; returns report
+    HTML and numbers (empty numbers when the fixture is absent).
+    """
+    import base64
+    import dataclasses
+    import html
+
+    import numpy as np
+
+    from hccstrat.exceptions import HccstratError
+    from hccstrat.pathology.heatmap import save_png
+    from hccstrat.pathology.time import extract_tiles, measure_time, plot_time_overlay
+
+    root = find_fixtures()
+    if root is None:
+        return ("<p>Real H&amp;E: the shared fixtures folder was not found (set "
+                "<code>HCCSTRAT_FIXTURES_DIR</code> or place <code>../shared/fixtures</code> "
+                "beside the checkout), so no real slide was processed.</p>", {})
+    progress(f"time: real H&E slide {REAL_SLIDE}")
+    real_cfg = dataclasses.replace(cfg, tile_all=True)
+    try:
+        res = measure_time(extract_tiles(root / "wsi" / REAL_SLIDE, config=real_cfg,
+                                         slide_id="CMU-1"), clf, real_cfg)
+    except HccstratError as err:  # recorded in the report; the demo goes on
+        return f"<p>Real H&amp;E slide {REAL_SLIDE} failed: {html.escape(str(err))}</p>", {}
+    png = save_png(plot_time_overlay(res), out / "real_CMU-1_time.png")
+    cls = res.tiles["cls"].astype(str)
+    tissue = ~cls.isin(["background", "excluded"])
+    shares = cls[tissue].value_counts(normalize=True)
+    row = res.row
+    data = base64.b64encode(png.read_bytes()).decode("ascii")
+    alt = (f"Real H&E ({REAL_SLIDE}, a skin biopsy, CC0): tile classes, lymphocyte "
+           "density and compartments from the classifier trained on synthetic liver slides")
+    share_txt = ", ".join(f"{k.replace('_', ' ')} {v:.0%}" for k, v in shares.items())
+    dens = row.get("time_lymphocyte_density_margin", float("nan"))
+    html_out = (
+        "<h3>Real H&amp;E slide</h3>"
+        f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+        f"<figcaption>{html.escape(alt)}</figcaption></figure>"
+        f"<p>{int(tissue.sum())} tissue tiles: {html.escape(share_txt)}. Phenotype "
+        f"{html.escape(str(row.get('time_immune_phenotype')))}; lymphocytes at the margin "
+        f"{dens:.0f}/mm². This slide is skin, not liver: a classifier trained on synthetic "
+        "liver tissue should not be trusted on it. Train the tile classifier on annotated "
+        "slides of your own site (<code>hccstrat wsi annotate</code>, then "
+        "<code>hccstrat wsi time --train</code>) before reading TIME panels of real "
+        "slides.</p>"
+    )
+    numbers = {"real_tissue_tiles": int(tissue.sum()),
+               "real_share_tumour": float(shares.get("tumour", 0.0)),
+               "real_margin_lymphocytes_mm2": float(np.nan_to_num(dens))}
+    return html_out, numbers
