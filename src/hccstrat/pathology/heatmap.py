@@ -5,6 +5,10 @@ pixels; the thumbnail by its RGB array and its downsample (level-0 pixels per
 thumbnail pixel), as returned by :meth:`hccstrat.io.wsi.SlideReader.get_thumbnail`.
 Plot functions take ``ax=None`` and return the axes; :func:`save_png` writes a figure
 atomically.
+
+Tiles of class ``unrecognised`` (out of the tile classifier's training distribution,
+see :mod:`hccstrat.pathology.time`) are tinted grey and hatched, with their own legend
+entry, so that abstentions are never mistaken for a tissue class.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from hccstrat.io.atomic import atomic_path
 
 __all__ = [
     "CLASS_COLOURS",
+    "UNRECOGNISED_HATCH",
     "plot_class_overlay",
     "plot_score_heatmap",
     "plot_time_overlay",
@@ -36,7 +41,11 @@ CLASS_COLOURS: dict[str, tuple[float, float, float]] = {
     "normal_liver": (0.98, 0.78, 0.35),
     "vessel": (0.10, 0.55, 0.95),
     "vessel_tumour_thrombus": (1.0, 0.0, 1.0),
+    "unrecognised": (0.62, 0.62, 0.62),
 }
+#: hatch pattern of ``unrecognised`` tiles in class overlays
+UNRECOGNISED_HATCH = "////"
+_HATCH_EDGE = (0.25, 0.25, 0.25)
 
 
 def tile_raster(
@@ -98,9 +107,13 @@ def plot_class_overlay(
     title: str | None = None,
     legend: bool = True,
 ):
-    """Thumbnail with each tile tinted by its tissue class; returns the axes."""
+    """Thumbnail with each tile tinted by its tissue class; returns the axes.
+
+    ``unrecognised`` tiles are tinted grey and hatched (:data:`UNRECOGNISED_HATCH`).
+    """
     import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch
+    from matplotlib.collections import PatchCollection
+    from matplotlib.patches import Patch, Rectangle
 
     ax = ax or plt.gca()
     names = [str(c) for c in classes]
@@ -110,14 +123,24 @@ def plot_class_overlay(
     has = ~np.isnan(tint[..., 0])
     img[has] = (1 - alpha) * img[has] + alpha * tint[has]
     ax.imshow(img)
+    unrec = np.array([c == "unrecognised" for c in names], bool)
+    if unrec.any():
+        side = size_level0 / downsample
+        boxes = [Rectangle((x / downsample, y / downsample), side, side)
+                 for x, y in np.asarray(coords)[unrec]]
+        ax.add_collection(PatchCollection(
+            boxes, facecolor="none", edgecolor=_HATCH_EDGE, linewidth=0.0,
+            hatch=UNRECOGNISED_HATCH))
     if legend:
         present = [c for c in CLASS_COLOURS if c in set(names)]
-        ax.legend(
-            handles=[Patch(color=CLASS_COLOURS[c], label=c.replace("_", " ")) for c in present],
-            loc="lower left",
-            fontsize=6,
-            framealpha=0.8,
-        )
+        handles = [
+            Patch(facecolor=CLASS_COLOURS[c], edgecolor=_HATCH_EDGE, hatch=UNRECOGNISED_HATCH,
+                  label="unrecognised (unlike training tissue)")
+            if c == "unrecognised"
+            else Patch(color=CLASS_COLOURS[c], label=c.replace("_", " "))
+            for c in present
+        ]
+        ax.legend(handles=handles, loc="lower left", fontsize=6, framealpha=0.8)
     ax.set_title(title or "tile classes")
     ax.set_axis_off()
     return ax
@@ -200,10 +223,12 @@ def plot_time_overlay(result, *, fig=None):
         title=f"{st.slide_id}: tile classes",
     )
     dens = t["lymphocytes"] / t["area_mm2"].where(t["area_mm2"] > 0)
+    dens = dens.fillna(0).where(t["cls"] != "unrecognised")  # unrecognised: not drawn
     plot_score_heatmap(
         st.thumbnail, st.thumb_downsample, coords, st.patch_size_level0,
-        np.log10(1 + dens.fillna(0).to_numpy()), normalise="none", cmap="viridis", ax=axes[1],
-        title="lymphocytes, log10(1 + cells/mm²)", alpha=0.7,
+        np.log10(1 + dens.to_numpy()), normalise="none", cmap="viridis", ax=axes[1],
+        title="lymphocytes, log10(1 + cells/mm²)"
+        + ("\n(unrecognised tiles not drawn)" if dens.isna().any() else ""), alpha=0.7,
     )
     axes[1].images[-1].set_clim(0, 4.5)
     comp = np.where(t["core"], 1.0, np.where(t["margin"], 2.0, np.nan))
@@ -217,11 +242,15 @@ def plot_time_overlay(result, *, fig=None):
         axes[2].add_patch(plt.Rectangle((x / st.thumb_downsample, y / st.thumb_downsample),
                                         side, side, fill=False, ec="magenta", lw=1.5))
     r = result.row
+    unrec = float(r.get("time_unrecognised_fraction", 0.0) or 0.0)
+    flag = (f"\nUNRELIABLE: {unrec:.0%} of tissue unrecognised (retrain on this site)"
+            if r.get("time_panel_unreliable") else
+            (f"; {unrec:.0%} unrecognised" if unrec > 0 else ""))
     axes[2].set_title(
         f"core (blue) / margin (red); VI tiles magenta\n{r['time_immune_phenotype']}, "
         f"tumour {r['time_lymphocyte_density_tumour']:.0f}, margin "
-        f"{r['time_lymphocyte_density_margin']:.0f} cells/mm²",
-        fontsize=9,
+        f"{r['time_lymphocyte_density_margin']:.0f} cells/mm²{flag}",
+        fontsize=9, color="darkred" if r.get("time_panel_unreliable") else "black",
     )
     axes[2].set_axis_off()
     fig.tight_layout()

@@ -8,6 +8,23 @@ as ``vessel`` by :meth:`TileClassifier.predict` and used by the TIME panel for
 vascular invasion. Pen ink and folds (synthetic code 8) are not a tissue class: such
 tiles are left out of training (label ``None``) and flagged by tile QC at prediction.
 
+Out of distribution: :meth:`TileClassifier.fit` also models where its training tiles
+lie (:class:`~hccstrat.pathology.tile_ood.OodModel`): features are standardised and
+PCA-whitened (at most
+``ood_components`` components, fitted on the training tiles), each fine class gets a
+centroid and a robust spread (median distance of its tiles to the centroid). A tile's
+OOD score is its distance to the nearest centroid divided by that class's spread, or
+its distance off the PCA subspace relative to the training tiles' when that is larger;
+the threshold is the ``ood_quantile`` (99.5 %) quantile of the training tiles'
+cross-fitted scores times ``ood_margin``. :meth:`TileClassifier.in_distribution` is
+``score <= threshold``; the TIME panel calls tiles outside it ``unrecognised`` instead
+of forcing a class on tissue the classifier never saw (another organ, another stain
+protocol). The default margin (2.5) was set on synthetic slides: those of other
+centres (stain-vector rotation, stain scaling, background shifts of the synthetic
+centre table) have <= 1 % of tiles flagged, while the real skin biopsy CMU-1 (the
+fixtures) has ~90-100 % flagged (tests/pathology/test_ood.py). A very strong stain
+shift (haematoxylin 1.5 x) flags 5-15 %: the panel says so rather than guessing.
+
 Labels for training come from a label map (the synthetic slides' ``*.labels.png`` or
 an annotation rasterised by :mod:`hccstrat.pathology.annotate`): a tile takes its
 majority class when that class covers at least ``min_purity`` of it.
@@ -26,6 +43,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from hccstrat.exceptions import ConfigError, InputFileError, ModelError, NotFittedError
 from hccstrat.io.atomic import atomic_path
 from hccstrat.pathology.classes import CLASS_CODES
+from hccstrat.pathology.tile_ood import OodModel
 
 __all__ = [
     "CODE_TO_FINE",
@@ -176,6 +194,17 @@ class TileClassifier(ClassifierMixin, BaseEstimator):
         Balanced weights up-weight rare classes (vessels, thrombus, necrosis).
     n_jobs : int
     random_state : int or None
+    ood : bool
+        Fit the out-of-distribution model
+        (:class:`~hccstrat.pathology.tile_ood.OodModel`); ``False``: every tile is in
+        distribution.
+    ood_components : int
+        Most whitened PCA components of the OOD model.
+    ood_quantile : float
+        Quantile of the training tiles' OOD scores that sets the base threshold.
+    ood_margin : float
+        Threshold = training quantile × margin (read at prediction time, so it may
+        be changed after fitting with ``set_params``).
 
     Attributes
     ----------
@@ -183,6 +212,8 @@ class TileClassifier(ClassifierMixin, BaseEstimator):
         Classes seen in ``fit`` (may include ``vessel_tumour_thrombus``).
     n_features_in_ : int
     model_ : RandomForestClassifier
+    ood_ : OodModel or None
+        ``None`` when ``ood=False`` (or in a pickle saved before the OOD model).
     """
 
     def __init__(
@@ -193,6 +224,10 @@ class TileClassifier(ClassifierMixin, BaseEstimator):
         class_weight: str | None = "balanced_subsample",
         n_jobs: int = 1,
         random_state: int | None = 0,
+        ood: bool = True,
+        ood_components: int = 16,
+        ood_quantile: float = 0.995,
+        ood_margin: float = 2.5,
     ) -> None:
         self.n_estimators = n_estimators
         self.min_samples_leaf = min_samples_leaf
@@ -200,6 +235,27 @@ class TileClassifier(ClassifierMixin, BaseEstimator):
         self.class_weight = class_weight
         self.n_jobs = n_jobs
         self.random_state = random_state
+        self.ood = ood
+        self.ood_components = ood_components
+        self.ood_quantile = ood_quantile
+        self.ood_margin = ood_margin
+
+    def __setstate__(self, state: dict) -> None:
+        # pickles written before the OOD model: new parameters at their defaults, no
+        # OOD model (every tile in distribution); logged once, at load
+        import inspect
+
+        super().__setstate__(state)
+        for k, p in inspect.signature(type(self).__init__).parameters.items():
+            if k != "self":
+                self.__dict__.setdefault(k, p.default)
+        if hasattr(self, "model_") and "ood_" not in self.__dict__:
+            self.ood_ = None
+            log.warning(
+                "this tile classifier was saved without an out-of-distribution model: "
+                "every tile is treated as recognised; retrain it (`hccstrat wsi time "
+                "--train`) to let the TIME panel abstain on unfamiliar tissue"
+            )
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> TileClassifier:
         """Fit on features ``X`` (N, D) and class names ``y`` (N,); ``None`` labels are dropped."""
@@ -239,8 +295,46 @@ class TileClassifier(ClassifierMixin, BaseEstimator):
         ).fit(np.nan_to_num(X), y)
         self.classes_ = self.model_.classes_
         self.n_features_in_ = X.shape[1]
+        if self.ood:
+            if not (0.5 <= self.ood_quantile < 1 and self.ood_margin > 0
+                    and self.ood_components >= 1):
+                raise ConfigError(
+                    f"ood_quantile={self.ood_quantile}, ood_margin={self.ood_margin}, "
+                    f"ood_components={self.ood_components}",
+                    hint="use 0.5 <= ood_quantile < 1, ood_margin > 0, ood_components >= 1",
+                )
+            self.ood_ = OodModel(
+                self.ood_components, self.ood_quantile, random_state=self.random_state
+            ).fit(np.nan_to_num(X), y)
+        else:
+            self.ood_ = None
         log.info("tile classifier fitted on %d tiles, classes %s", len(y), list(self.classes_))
         return self
+
+    @property
+    def ood_threshold_(self) -> float:
+        """OOD score above which a tile is out of distribution (inf without OOD model)."""
+        ood = getattr(self, "ood_", None)
+        if ood is None:
+            return float("inf")
+        return float(ood.train_quantile_ * self.ood_margin)
+
+    def ood_score(self, X: np.ndarray) -> np.ndarray:
+        """Out-of-distribution score of each tile (N,); 0 everywhere without OOD model.
+
+        Distance to the nearest class centroid in whitened feature space, in units of
+        that class's spread (see :class:`OodModel`); compare with
+        :attr:`ood_threshold_`.
+        """
+        X = self._check(X)
+        ood = getattr(self, "ood_", None)
+        if ood is None:
+            return np.zeros(len(X))
+        return ood.score(X)
+
+    def in_distribution(self, X: np.ndarray) -> np.ndarray:
+        """True for tiles like the training tiles (``ood_score <= ood_threshold_``)."""
+        return self.ood_score(X) <= self.ood_threshold_
 
     def _check(self, X: np.ndarray) -> np.ndarray:
         if not hasattr(self, "model_"):

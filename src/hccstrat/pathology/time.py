@@ -24,7 +24,7 @@ the POST and benefit models pick them up):
 ==============================  ==========  ==============================================
 column                          unit        meaning
 ==============================  ==========  ==============================================
-time_tissue_area_mm2            mm²         tissue area of QC-passed tiles
+time_tissue_area_mm2            mm²         tissue area of QC-passed, recognised tiles
 time_tumour_area_mm2            mm²         tissue area of the tumour bed
 time_lymphocyte_density_tumour  cells/mm²   lymphocytes per mm² of tumour core
 time_lymphocyte_density_margin  cells/mm²   lymphocytes per mm² of invasive margin
@@ -41,7 +41,24 @@ time_phenotype_desert           0/1
 time_immune_phenotype           text        inflamed / excluded / desert
 time_n_tiles                    count       tiles on tissue
 time_qc_pass_fraction           fraction    share of tiles passing tile QC
+time_unrecognised_fraction      fraction    share of tissue tiles the classifier does not
+                                            recognise (out of distribution)
+time_panel_unreliable           0/1         time_unrecognised_fraction >
+                                            ``max_unrecognised_fraction`` (0.5)
 ==============================  ==========  ==============================================
+
+Unrecognised tissue: tiles that pass QC, are not glass or ink, and lie outside the
+tile classifier's training distribution
+(:meth:`~hccstrat.pathology.tile_classifier.TileClassifier.in_distribution`) get class
+``unrecognised`` (rule ``out_of_distribution``) instead of a forced tissue class. Like
+tiles failing QC (``excluded``) they are left out of every measure: no area, no
+lymphocytes, not tissue for the margin band, never part of the tumour bed.
+``time_unrecognised_fraction`` is their share of the *tissue tiles* (QC-passed tiles
+not called background). Above ``max_unrecognised_fraction`` the panel is flagged
+unreliable (``time_panel_unreliable`` = 1) and a warning is logged: the classifier
+does not know this tissue (another organ, stain protocol or scanner than its training
+slides) and must be trained on annotated slides from this site
+(``hccstrat wsi time --train``).
 
 Immune phenotype rules (thresholds in :class:`TimeConfig`; defaults calibrated on the
 synthetic cohort, recalibrate per centre/scanner on annotated cases):
@@ -71,6 +88,7 @@ from hccstrat.pathology.time_tiles import SlideTiles, extract_tiles
 
 __all__ = [
     "PANEL_COLUMNS",
+    "UNRECOGNISED",
     "SlideTiles",
     "TimeConfig",
     "TimeResult",
@@ -84,7 +102,7 @@ log = logging.getLogger(__name__)
 
 #: panel column → (unit, description)
 PANEL_COLUMNS: dict[str, tuple[str, str]] = {
-    "time_tissue_area_mm2": ("mm²", "tissue area of QC-passed tiles"),
+    "time_tissue_area_mm2": ("mm²", "tissue area of QC-passed, recognised tiles"),
     "time_tumour_area_mm2": ("mm²", "tissue area of the tumour bed"),
     "time_lymphocyte_density_tumour": ("cells/mm²", "lymphocytes per mm² of tumour core"),
     "time_lymphocyte_density_margin": ("cells/mm²", "lymphocytes per mm² of invasive margin"),
@@ -101,7 +119,15 @@ PANEL_COLUMNS: dict[str, tuple[str, str]] = {
     "time_immune_phenotype": ("text", "inflamed / excluded / desert"),
     "time_n_tiles": ("count", "tiles on tissue"),
     "time_qc_pass_fraction": ("fraction", "share of tiles passing tile QC"),
+    "time_unrecognised_fraction": (
+        "fraction", "share of tissue tiles the tile classifier does not recognise"
+    ),
+    "time_panel_unreliable": (
+        "0/1", "most tissue unrecognised: panel not to be trusted (retrain on this site)"
+    ),
 }
+#: class of QC-passed tissue tiles outside the classifier's training distribution
+UNRECOGNISED = "unrecognised"
 _PHENOTYPES = ("inflamed", "excluded", "desert")
 
 
@@ -135,6 +161,9 @@ class TimeConfig:
         Tile the whole image, glass included (glass tiles become background), instead
         of the detected tissue only; for small fields and for overlays that show
         what was called background.
+    max_unrecognised_fraction : float
+        Share of unrecognised tissue tiles above which the panel is flagged unreliable
+        (``time_panel_unreliable``) and a warning is logged.
     """
 
     target_mpp: float = 0.5
@@ -151,6 +180,7 @@ class TimeConfig:
     detector: LymphocyteDetector = field(default_factory=LymphocyteDetector)
     rules: TileRuleConfig = field(default_factory=TileRuleConfig)
     tile_all: bool = False
+    max_unrecognised_fraction: float = 0.5
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` for out-of-range settings."""
@@ -161,6 +191,7 @@ class TimeConfig:
             "min_tissue": 0 <= self.min_tissue <= 1,
             "vi_min_prob": 0 <= self.vi_min_prob <= 1,
             "vi_min_tiles": self.vi_min_tiles >= 1,
+            "max_unrecognised_fraction": 0 <= self.max_unrecognised_fraction <= 1,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -183,10 +214,13 @@ class TimeResult:
         Panel values (:data:`PANEL_COLUMNS`) plus ``slide_id``.
     tiles : DataFrame
         One row per tile: ``x``, ``y``, ``cls`` (7 classes; ``excluded`` when QC
-        failed), ``fine`` (may be ``vessel_tumour_thrombus``), ``p_thrombus``,
-        ``vi`` (thrombus tile), ``lymphocytes``, ``area_mm2``, ``tumour_bed``,
-        ``margin``, ``core``, ``rule`` (which rule of
-        :mod:`~hccstrat.pathology.tile_rules` set the class; ``model``: the classifier).
+        failed; ``unrecognised`` when out of the classifier's training distribution),
+        ``fine`` (may be ``vessel_tumour_thrombus``), ``p_thrombus``, ``vi`` (thrombus
+        tile), ``lymphocytes``, ``area_mm2`` (0 for excluded and unrecognised tiles),
+        ``tumour_bed``, ``margin``, ``core``, ``rule`` (which rule of
+        :mod:`~hccstrat.pathology.tile_rules` set the class; ``model``: the classifier;
+        ``out_of_distribution``: unrecognised), ``ood_score`` (see
+        :meth:`~hccstrat.pathology.tile_classifier.TileClassifier.ood_score`).
     slide : SlideTiles
     """
 
@@ -250,13 +284,20 @@ def measure_time(
         fine = np.where(rule == "model", fine, cls).astype(object)
         p_thr = np.where(rule == "model", p_thr, 0.0)
     cls[~st.qc_pass & ~np.isin(rule, ("glass", "pen"))] = "excluded"
-    area = st.tissue_fraction * st.tile_area_mm2 * st.qc_pass
+    ood = classifier.ood_score(X) if n else np.zeros(0)
+    unrec = st.qc_pass & (ood > classifier.ood_threshold_) & ~np.isin(rule, ("glass", "pen"))
+    cls[unrec] = UNRECOGNISED
+    rule[unrec] = "out_of_distribution"
+    fine = np.where(unrec, UNRECOGNISED, fine).astype(object)
+    p_thr = np.where(unrec, 0.0, p_thr)
+    counted = st.qc_pass & ~unrec  # tiles that enter the measures
+    area = st.tissue_fraction * st.tile_area_mm2 * counted
 
     ij, shape = _grid(st)
     tum = np.zeros(shape, bool)
     tissue = np.zeros(shape, bool)
     tum[ij[:, 1], ij[:, 0]] = cls == "tumour"
-    tissue[ij[:, 1], ij[:, 0]] = (cls != "background") & (cls != "excluded")
+    tissue[ij[:, 1], ij[:, 0]] = ~np.isin(cls, ("background", "excluded", UNRECOGNISED))
     bed = ndi.binary_closing(np.pad(tum, 1), iterations=1)[1:-1, 1:-1] | tum
     bed = ndi.binary_fill_holes(bed)
     lab, k = ndi.label(bed)
@@ -277,10 +318,10 @@ def measure_time(
     else:
         band = np.zeros(shape, bool)
     in_bed = bed[ij[:, 1], ij[:, 0]]
-    in_band = band[ij[:, 1], ij[:, 0]] & st.qc_pass
-    core = in_bed & ~in_band & st.qc_pass
+    in_band = band[ij[:, 1], ij[:, 0]] & counted
+    core = in_bed & ~in_band & counted
     if not core.any():
-        core = in_bed & st.qc_pass
+        core = in_bed & counted
     usable = (cls != "necrosis") & (cls != "vessel") & (cls != "background")
     lymph = st.lymphocytes.astype(float)
 
@@ -295,7 +336,17 @@ def measure_time(
     def share(name: str) -> float:
         return float(area[in_bed & (cls == name)].sum() / bed_area) if bed_area > 0 else 0.0
 
-    vi = (p_thr >= cfg.vi_min_prob) & st.qc_pass
+    vi = (p_thr >= cfg.vi_min_prob) & counted
+    n_tissue = int((st.qc_pass & (cls != "background")).sum())
+    unrec_frac = float(unrec.sum() / n_tissue) if n_tissue else 0.0
+    unreliable = unrec_frac > cfg.max_unrecognised_fraction
+    if unreliable:
+        log.warning(
+            "%s: the tile classifier does not recognise %.0f%% of the tissue tiles; the TIME "
+            "panel is unreliable (time_panel_unreliable=1). Train it on annotated slides from "
+            "this site with `hccstrat wsi time --train`",
+            st.slide_id, 100 * unrec_frac,
+        )
     pheno = _phenotype(0.0 if np.isnan(d_t) else d_t, 0.0 if np.isnan(d_m) else d_m, cfg)
     row: dict[str, Any] = {
         "slide_id": st.slide_id,
@@ -310,12 +361,14 @@ def measure_time(
         "time_stroma_fraction": share("stroma"),
         "time_necrosis_fraction": share("necrosis"),
         "time_vi_tiles": int(vi.sum()),
-        "time_vi_score": float(p_thr[st.qc_pass].max()) if st.qc_pass.any() else 0.0,
+        "time_vi_score": float(p_thr[counted].max()) if counted.any() else 0.0,
         "time_vascular_invasion": int(vi.sum() >= cfg.vi_min_tiles),
         **{f"time_phenotype_{p}": int(pheno == p) for p in _PHENOTYPES},
         "time_immune_phenotype": pheno,
         "time_n_tiles": int(n),
         "time_qc_pass_fraction": float(st.qc_pass.mean()) if n else 0.0,
+        "time_unrecognised_fraction": unrec_frac,
+        "time_panel_unreliable": int(unreliable),
     }
     tiles = pd.DataFrame(
         {
@@ -331,6 +384,7 @@ def measure_time(
             "margin": in_band,
             "core": core,
             "rule": rule,
+            "ood_score": ood,
         }
     )
     return TimeResult(row=row, tiles=tiles, slide=st)
@@ -347,7 +401,8 @@ def time_panel(
     patient_ids : list of str, optional
         One per result (default: the slide ids). Several slides of one patient are
         combined: area-weighted means of densities and fractions, sums of counts and
-        areas, VI when any slide shows it; the phenotype is re-derived from the
+        areas, VI (and the unreliable flag) when any slide shows it, QC-pass and
+        unrecognised fractions weighted by tiles; the phenotype is re-derived from the
         combined densities with the default rules.
     """
     if patient_ids is not None and len(patient_ids) != len(results):
@@ -374,8 +429,11 @@ def time_panel(
             unit = PANEL_COLUMNS[c][0]
             if unit in ("count", "mm²"):
                 row[c] = g[c].sum()
-            elif c in ("time_vascular_invasion", "time_vi_score"):
+            elif c in ("time_vascular_invasion", "time_vi_score", "time_panel_unreliable"):
                 row[c] = g[c].max()
+            elif c in ("time_qc_pass_fraction", "time_unrecognised_fraction"):
+                row[c] = float(np.average(g[c].astype(float),
+                                          weights=g["time_n_tiles"].clip(lower=1)))
             else:
                 v = g[c].astype(float)
                 ok = v.notna()
