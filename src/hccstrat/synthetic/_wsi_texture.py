@@ -73,8 +73,9 @@ class StainParams:
     def from_mapping(cls, shift: Mapping | None, rng: np.random.Generator) -> StainParams:
         """Build from a centre's stain-shift mapping (keys may carry a ``stain_`` prefix).
 
-        Recognised keys: ``h_od``, ``e_od`` (3-vectors), ``h_shift``, ``e_shift``
-        (3-vectors added to the default OD vectors), ``h_scale``, ``e_scale``,
+        Recognised keys: ``h_od``, ``e_od`` (3-vectors, or their components ``h_r``,
+        ``h_g``, ``h_b`` / ``e_r``, ``e_g``, ``e_b`` as in the centre table), ``h_shift``,
+        ``e_shift`` (3-vectors added to the default OD vectors), ``h_scale``, ``e_scale``,
         ``background`` (scalar or RGB), ``noise``, ``blur_sigma``, ``jpeg_quality``,
         ``ink``. Other keys are ignored.
         """
@@ -86,6 +87,8 @@ class StainParams:
             base = getattr(p, f"{name}_od")
             if s.get(f"{name}_od") is not None:
                 base = np.asarray(s[f"{name}_od"], float)
+            elif all(s.get(f"{name}_{c}") is not None for c in "rgb"):  # centre-table columns
+                base = np.array([float(s[f"{name}_{c}"]) for c in "rgb"])
             if s.get(f"{name}_shift") is not None:
                 base = base + np.asarray(s[f"{name}_shift"], float)
             base = np.clip(base, 1e-3, None)
