@@ -86,3 +86,14 @@ def test_join_adds_prefix_and_keeps_rows():
     )
     assert list(out.index) == [10, 11, 12]
     assert out["rad_glcm"].tolist()[0] == 1.0 and np.isnan(out["rad_glcm"].tolist()[1])
+
+
+def test_slide_qc_columns_are_not_model_features(wide):
+    from hccstrat.models._features import QC_COLUMNS
+
+    X = wide.assign(time_n_tiles=np.arange(len(wide)), time_qc_pass_fraction=0.9,
+                    time_unrecognised_fraction=np.linspace(0, 1, len(wide)),
+                    time_panel_unreliable=0, time_tissue_area_mm2=3.0)
+    cols = set(FeatureAssembler(stage="post").fit(X).transform(X).columns)
+    assert not cols & QC_COLUMNS
+    assert any(c.startswith("time_") for c in cols)  # the biology of the panel stays

@@ -30,6 +30,7 @@ from hccstrat.exceptions import DataValidationError, ModelError, Problem, Valida
 __all__ = [
     "IMAGE_MODALITIES",
     "IMAGE_PREFIXES",
+    "QC_COLUMNS",
     "STAGE_INPUTS",
     "FeatureAssembler",
     "InputSpec",
@@ -52,6 +53,18 @@ IMAGE_MODALITIES: dict[str, tuple[str, ...]] = {
     "wsi": ("time_", "wsi_"),
 }
 _STAGE_MODALITIES = {"pre": ("mri",), "post": ("mri", "wsi"), "benefit": ("mri", "wsi")}
+#: Image-table columns that describe the measurement, not the patient (tile counts, QC
+#: pass shares, tissue the classifier did not recognise): never used as model features,
+#: so a model cannot learn a site's scanning or QC habits as risk.
+QC_COLUMNS: frozenset[str] = frozenset(
+    {
+        "time_n_tiles",
+        "time_qc_pass_fraction",
+        "time_unrecognised_fraction",
+        "time_panel_unreliable",
+        "time_tissue_area_mm2",
+    }
+)
 
 
 def _num(s: pd.Series) -> pd.Series:
@@ -346,7 +359,7 @@ class FeatureAssembler(TransformerMixin, BaseEstimator):
         prefixes = self._prefixes()
         for prefix in prefixes:
             for c in X.columns:
-                if str(c).startswith(prefix) and self._observed(X, c):
+                if str(c).startswith(prefix) and c not in QC_COLUMNS and self._observed(X, c):
                     if pd.api.types.is_numeric_dtype(X[c]) or pd.api.types.is_bool_dtype(X[c]):
                         plan[str(c)] = ("image", c)
         mods = (
