@@ -80,7 +80,9 @@ def _method(shrink: tuple[int, ...], sigmas: tuple[float, ...], sampling: float,
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
     if sampling < 1.0:
         reg.SetMetricSamplingStrategy(reg.RANDOM)
-        reg.SetMetricSamplingPercentage(sampling, seed)
+        # SimpleITK reads seed 0 as sitkWallClock (a new random sample every run): shift
+        # by one so every seed, 0 included, gives the same samples each time
+        reg.SetMetricSamplingPercentage(sampling, int(seed) + 1)
     else:
         reg.SetMetricSamplingStrategy(reg.NONE)
     if mask is not None:
