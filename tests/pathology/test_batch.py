@@ -133,3 +133,12 @@ def test_demo_stage_with_centre_shifts(tmp_path):
     assert sections[0].numbers["ok"] == 2 and sections[0].numbers["tiles"] > 100
     assert "<img" in sections[0].body and len(steps) >= 3
     assert len(list((tmp_path / "wsi" / "features").glob("*.h5"))) == 2
+
+
+def test_discover_slides_keeps_each_slide_once(tmp_path):
+    from hccstrat.pathology.batch import discover_slides
+
+    for name in ("a.tiff", "b.svs", "a.labels.png", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    got = discover_slides([tmp_path / "b.svs", tmp_path, tmp_path / "a.tiff"])
+    assert [p.name for p in got] == ["b.svs", "a.tiff"]

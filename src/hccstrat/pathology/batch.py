@@ -77,13 +77,17 @@ class SlideResult:
 
 
 def discover_slides(paths: Iterable[str | Path]) -> list[Path]:
-    """Files given directly, plus slide-like files found (non-recursively) in folders."""
+    """Files given directly, plus slide-like files found (non-recursively) in folders.
+
+    A slide named twice (a file also inside a given folder, a repeated glob) is kept
+    once, at its first place: a batch must not process, or count, a slide twice.
+    """
     from hccstrat.io.wsi import SLIDE_EXTENSIONS
 
-    out: list[Path] = []
+    found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out.extend(
+            found.extend(
                 sorted(
                     q
                     for q in p.iterdir()
@@ -93,6 +97,13 @@ def discover_slides(paths: Iterable[str | Path]) -> list[Path]:
                 )
             )
         else:
+            found.append(p)
+    out: list[Path] = []
+    seen: set[Path] = set()
+    for p in found:
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
             out.append(p)
     return out
 
