@@ -22,6 +22,12 @@ _register_time_commands(app)  # time | annotate | mil | heatmap
 
 _INPUTS = typer.Argument(..., help="Slide files and/or folders of slides.")
 _OUT = typer.Option(..., "--out", "-o", help="Output folder (manifest, masks, outputs).")
+# options shared by tile / qc / embed (one definition: same defaults and help everywhere)
+_MPP = typer.Option(None, help="Level-0 µm/px for slides that store none.")
+_TARGET_MPP = typer.Option(0.5, help="Tile resolution (µm/px).")
+_TILE_SIZE = typer.Option(224, help="Tile side in px at --target-mpp.")
+_MIN_TISSUE = typer.Option(0.5, help="Lowest tissue share of a tile.")
+_RESUME = typer.Option(True, help="Skip slides done before.")
 
 
 def _run(
@@ -58,12 +64,12 @@ def _run(
 def tile(
     inputs: list[pathlib.Path] = _INPUTS,
     out: pathlib.Path = _OUT,
-    mpp: float = typer.Option(None, help="Level-0 µm/px for slides that store none."),
-    target_mpp: float = typer.Option(0.5, help="Tile resolution (µm/px)."),
-    tile_size: int = typer.Option(224, help="Tile side in px at --target-mpp."),
+    mpp: float = _MPP,
+    target_mpp: float = _TARGET_MPP,
+    tile_size: int = _TILE_SIZE,
     overlap: int = typer.Option(0, help="Overlap in px at --target-mpp."),
-    min_tissue: float = typer.Option(0.5, help="Lowest tissue share of a tile."),
-    resume: bool = typer.Option(True, help="Skip slides done before."),
+    min_tissue: float = _MIN_TISSUE,
+    resume: bool = _RESUME,
 ) -> None:
     """Detect tissue and write tile coordinates (coords/<slide>.h5)."""
     _run(
@@ -83,13 +89,13 @@ def tile(
 def qc(
     inputs: list[pathlib.Path] = _INPUTS,
     out: pathlib.Path = _OUT,
-    mpp: float = typer.Option(None, help="Level-0 µm/px for slides that store none."),
-    target_mpp: float = typer.Option(0.5),
-    tile_size: int = typer.Option(224),
-    min_tissue: float = typer.Option(0.5),
+    mpp: float = _MPP,
+    target_mpp: float = _TARGET_MPP,
+    tile_size: int = _TILE_SIZE,
+    min_tissue: float = _MIN_TISSUE,
     max_pen: float = typer.Option(0.05, help="Highest accepted pen-ink share."),
     min_blur_var: float = typer.Option(60.0, help="Lowest accepted Laplacian variance."),
-    resume: bool = typer.Option(True),
+    resume: bool = _RESUME,
 ) -> None:
     """Tile and measure tile quality (qc/<slide>.csv)."""
     _run(
@@ -114,13 +120,13 @@ def embed(
     checkpoint: pathlib.Path = typer.Option(None, help="Local weights (foundation models)."),
     sha256: str = typer.Option(None, help="Expected SHA-256 of the checkpoint."),
     device: str = typer.Option(None, help="cpu or cuda (default: cuda if available)."),
-    mpp: float = typer.Option(None, help="Level-0 µm/px for slides that store none."),
-    target_mpp: float = typer.Option(0.5),
-    tile_size: int = typer.Option(224),
-    min_tissue: float = typer.Option(0.5),
+    mpp: float = _MPP,
+    target_mpp: float = _TARGET_MPP,
+    tile_size: int = _TILE_SIZE,
+    min_tissue: float = _MIN_TISSUE,
     batch_size: int = typer.Option(64),
     workers: int = typer.Option(2, help="Reader threads."),
-    resume: bool = typer.Option(True),
+    resume: bool = _RESUME,
 ) -> None:
     """Tile, QC and embed QC-passed tiles into the feature store (features/<slide>.h5)."""
     kw: dict[str, Any] = {}
