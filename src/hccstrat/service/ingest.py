@@ -24,6 +24,7 @@ __all__ = [
     "embed_wsi_job",
     "ingest_dicom_job",
     "ingest_wsi_job",
+    "job_context",
     "preprocess_mri_job",
     "pseudonym_table",
     "score_job",
@@ -41,7 +42,8 @@ def pseudonym_table(data_dir: Path):
     return PseudonymTable(Path(data_dir) / "pseudonyms" / "pseudonyms.sqlite")
 
 
-def _job_context(worker, job: Job) -> tuple[Patient, repo.Scope]:
+def job_context(worker, job: Job) -> tuple[Patient, repo.Scope]:
+    """The job's patient and the audit scope its writes are recorded under."""
     with worker.sessionmaker() as s:
         patient = s.get(Patient, job.patient_id)
         actor = job.params.get("actor", "system")
@@ -62,7 +64,7 @@ def ingest_dicom_job(worker, job: Job, progress) -> dict[str, Any]:
 
     settings = worker.settings
     src = Path(job.params["path"])
-    patient, scope = _job_context(worker, job)
+    patient, scope = job_context(worker, job)
     uid_map = UIDRemapper(worker.secret)
     shift = date_offset_days(worker.secret, patient.pseudo_id)
     table = pseudonym_table(settings.data_dir)
@@ -140,7 +142,7 @@ def ingest_wsi_job(worker, job: Job, progress) -> dict[str, Any]:
     from hccstrat.interop.deid import scrub_wsi
 
     src = Path(job.params["path"])
-    patient, scope = _job_context(worker, job)
+    patient, scope = job_context(worker, job)
     progress(0.1, "scrubbing")
     tmp_dst = worker.settings.data_dir / "slides" / patient.pseudo_id / f"job{job.id}.tiff"
     res = scrub_wsi(src, tmp_dst)
@@ -160,7 +162,7 @@ def score_job(worker, job: Job, progress) -> dict[str, Any]:
     """Compute a prediction in the background."""
     from hccstrat.service.predict import run_prediction
 
-    patient, scope = _job_context(worker, job)
+    patient, scope = job_context(worker, job)
     with worker.sessionmaker() as s:
         patient = s.get(Patient, patient.id)
         pred = run_prediction(s, worker.settings.scorers, scope, patient, job.params["kind"])
@@ -178,7 +180,7 @@ def preprocess_mri_job(worker, job: Job, progress) -> dict[str, Any]:
     from hccstrat.radiology.preprocess import PreprocessConfig, load_preprocessed
     from hccstrat.service.figures import derived_dir, tumour_volume_ml
 
-    patient, scope = _job_context(worker, job)
+    patient, scope = job_context(worker, job)
     with worker.sessionmaker() as s:
         study = s.get(ImagingStudy, int(job.params["study_id"]))
         src = Path(study.path)
@@ -224,7 +226,7 @@ def embed_wsi_job(worker, job: Job, progress) -> dict[str, Any]:
     from hccstrat.service.figures import derived_dir
     from hccstrat.storage.audit import append_event
 
-    patient, scope = _job_context(worker, job)
+    patient, scope = job_context(worker, job)
     name, spec = resolve_encoder(worker.settings, job.params.get("encoder"))
     with worker.sessionmaker() as s:
         slide = s.get(Slide, int(job.params["slide_id"]))

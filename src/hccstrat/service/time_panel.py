@@ -77,10 +77,10 @@ def time_panel_job(worker, job: Job, progress) -> dict[str, Any]:
     from hccstrat.pathology.time import PANEL_COLUMNS, TimeConfig
     from hccstrat.pathology.time_batch import run_time_batch
     from hccstrat.service.figures import derived_dir
-    from hccstrat.service.ingest import _job_context
+    from hccstrat.service.ingest import job_context
     from hccstrat.storage.audit import append_event
 
-    patient, scope = _job_context(worker, job)
+    patient, scope = job_context(worker, job)
     clf_path = check_time_configured(worker.settings)
     with worker.sessionmaker() as s:
         slide = s.get(Slide, int(job.params["slide_id"]))
