@@ -213,3 +213,28 @@ def test_monitoring_shows_input_and_score_drift(app_client):
         assert all(
             r["model"] != "pre-mon" for r in monitoring_report(s, Scope(actor="t", centre_id=2))
         )
+    # outcomes recorded (an old and a newer record version per patient): rolling
+    # performance appears, computed from each patient's NEWEST record
+    from hccstrat.storage.models import ClinicalRecord
+
+    with app.state.sessionmaker() as s:
+        preds = s.query(Prediction).filter(Prediction.model_version_id == mv.id).all()
+        for k, pr in enumerate(preds):
+            surgery = dt.date(2022, 1, 1) + dt.timedelta(days=9 * k)
+            high = pr.score >= 0.5
+            s.add(ClinicalRecord(patient_id=pr.patient_id, version=1, data={"age": 60}))
+            s.add(ClinicalRecord(patient_id=pr.patient_id, version=2, data={
+                "surgery_date": surgery.isoformat(),
+                "last_followup_date": (surgery + dt.timedelta(days=900)).isoformat(),
+                "recurrence": bool(high or k % 7 == 0),
+                "recurrence_date": (surgery + dt.timedelta(days=120 + 3 * k)).isoformat()
+                if (high or k % 7 == 0) else None,
+                "recurrence_pattern": "multinodular",
+                "death": False,
+            }))
+        s.commit()
+    with app.state.sessionmaker() as s:
+        perf = {m["model"]: m for m in monitoring_report(s, Scope(actor="t", centre_id=1))}[
+            "pre-mon"]["performance"]
+    assert perf["available"] is True, perf
+    assert perf["n"] == 60 and perf["events"] > 0

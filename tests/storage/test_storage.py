@@ -77,6 +77,9 @@ def test_versioned_records_scope_and_audit(session_factory):
         p = repo.get_patient(s, repo.Scope(actor="x", centre_id=a.id), "P-1")
         versions = [r.data["age"] for r in repo.clinical_history(s, p)]
         assert versions == [60, 61]
+        newest = repo.latest_clinical_many(s, [p.id, p.id, 10**6])  # unknown id: absent
+        assert list(newest) == [p.id] and newest[p.id].data == {"age": 61}
+        assert newest[p.id].id == repo.latest_clinical(s, p).id
         with pytest.raises(repo.RecordNotFoundError):
             repo.get_patient(s, repo.Scope(actor="y", centre_id=b.id), "P-1")
         assert repo.list_patients(s, repo.Scope(actor="y", centre_id=b.id)) == ([], 0)

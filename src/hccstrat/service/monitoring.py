@@ -76,9 +76,10 @@ def _performance(session: Session, preds: list[Prediction]) -> dict[str, Any]:
     latest: dict[int, Prediction] = {}
     for p in preds:
         latest[p.patient_id] = p
+    records = repo.latest_clinical_many(session, latest)  # one query, not one per patient
     rows = []
     for pid, p in latest.items():
-        rec = repo.latest_clinical(session, session.get(Patient, pid))
+        rec = records.get(pid)
         if rec is None:
             continue
         d = dict(rec.data)

@@ -32,6 +32,7 @@ __all__ = [
     "get_centre",
     "get_patient",
     "latest_clinical",
+    "latest_clinical_many",
     "list_patients",
     "new_pseudo_id",
     "snapshot",
@@ -139,6 +140,29 @@ def latest_clinical(session: Session, patient: Patient) -> ClinicalRecord | None
         .order_by(ClinicalRecord.version.desc())
         .limit(1)
     )
+
+
+def latest_clinical_many(session: Session, patient_ids) -> dict[int, ClinicalRecord]:
+    """Newest clinical record of each patient id, in one query per 500 ids."""
+    ids = sorted({int(i) for i in patient_ids})
+    out: dict[int, ClinicalRecord] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        newest = (
+            select(ClinicalRecord.patient_id, func.max(ClinicalRecord.version).label("v"))
+            .where(ClinicalRecord.patient_id.in_(chunk))
+            .group_by(ClinicalRecord.patient_id)
+            .subquery()
+        )
+        rows = session.scalars(
+            select(ClinicalRecord).join(
+                newest,
+                (ClinicalRecord.patient_id == newest.c.patient_id)
+                & (ClinicalRecord.version == newest.c.v),
+            )
+        )
+        out.update({r.patient_id: r for r in rows})
+    return out
 
 
 def clinical_history(session: Session, patient: Patient) -> list[ClinicalRecord]:
