@@ -237,14 +237,21 @@ def _real_slide(clf, cfg, out: pathlib.Path, progress) -> tuple[str, dict]:
     alt = (f"Real H&E ({REAL_SLIDE}, a skin biopsy, CC0): tile classes, lymphocyte "
            "density and compartments from the classifier trained on synthetic liver slides")
     share_txt = ", ".join(f"{k.replace('_', ' ')} {v:.0%}" for k, v in shares.items())
-    dens = row.get("time_lymphocyte_density_margin", float("nan"))
+    dens = float(row.get("time_lymphocyte_density_margin", float("nan")))
+    unrec = (
+        f"The classifier did not recognise {row['time_unrecognised_fraction']:.0%} of the "
+        "tissue tiles and flags the panel as unreliable. "
+        if row.get("time_panel_unreliable")
+        else ""
+    )
     html_out = (
         "<h3>Real H&amp;E slide</h3>"
         f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
         f"<figcaption>{html.escape(alt)}</figcaption></figure>"
         f"<p>{int(tissue.sum())} tissue tiles: {html.escape(share_txt)}. Phenotype "
         f"{html.escape(str(row.get('time_immune_phenotype')))}; lymphocytes at the margin "
-        f"{dens:.0f}/mm². This slide is skin, not liver: a classifier trained on synthetic "
+        f"{'not measured (no tumour bed)' if np.isnan(dens) else f'{dens:.0f}/mm²'}. "
+        f"{unrec}This slide is skin, not liver: a classifier trained on synthetic "
         "liver tissue should not be trusted on it. Train the tile classifier on annotated "
         "slides of your own site (<code>hccstrat wsi annotate</code>, then "
         "<code>hccstrat wsi time --train</code>) before reading TIME panels of real "
@@ -252,5 +259,5 @@ def _real_slide(clf, cfg, out: pathlib.Path, progress) -> tuple[str, dict]:
     )
     numbers = {"real_tissue_tiles": int(tissue.sum()),
                "real_share_tumour": float(shares.get("tumour", 0.0)),
-               "real_margin_lymphocytes_mm2": float(np.nan_to_num(dens))}
+               "real_margin_lymphocytes_mm2": None if np.isnan(dens) else dens}
     return html_out, numbers

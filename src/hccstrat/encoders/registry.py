@@ -24,6 +24,7 @@ from hccstrat.exceptions import ConfigError
 __all__ = [
     "Encoder",
     "available_encoders",
+    "check_encoder_name",
     "create_encoder",
     "register_encoder",
     "unregister_encoder",
@@ -100,6 +101,18 @@ def available_encoders() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def check_encoder_name(name: str) -> None:
+    """Raise :class:`ConfigError` unless ``name`` is registered or ``timm:<model>``."""
+    _ensure_builtins()
+    key = name.lower()
+    if (key.startswith("timm:") and len(key) > 5) or key in _REGISTRY:
+        return
+    raise ConfigError(
+        f"unknown encoder {name!r}",
+        hint=f"use one of: {', '.join(sorted(_REGISTRY))}, or timm:<model>",
+    )
+
+
 def create_encoder(name: str = "builtin", **kwargs: Any) -> Encoder:
     """Build an encoder by name; ``timm:<model>`` builds any timm architecture.
 
@@ -108,13 +121,8 @@ def create_encoder(name: str = "builtin", **kwargs: Any) -> Encoder:
     ConfigError
         Unknown name.
     """
-    _ensure_builtins()
+    check_encoder_name(name)
     key = name.lower()
     if key.startswith("timm:"):
         return _REGISTRY["timm"](model_name=name.split(":", 1)[1], **kwargs)
-    if key not in _REGISTRY:
-        raise ConfigError(
-            f"unknown encoder {name!r}",
-            hint=f"use one of: {', '.join(sorted(_REGISTRY))}, or timm:<model>",
-        )
     return _REGISTRY[key](**kwargs)

@@ -24,7 +24,7 @@ import numpy as np
 
 from hccstrat.io.wsi import NoTissueError, SlideTooSmallError
 
-__all__ = ["TileGrid", "grid_tiles", "iter_tile_batches", "read_tiles"]
+__all__ = ["TileGrid", "grid_tiles", "iter_tile_batches", "level0_size", "read_tiles"]
 
 
 @dataclass
@@ -75,6 +75,11 @@ class TileGrid:
         }
 
 
+def level0_size(pixels: int, target_mpp: float, mpp: float) -> int:
+    """Level-0 pixels spanned by ``pixels`` pixels at ``target_mpp`` on a slide of ``mpp``."""
+    return round(pixels * target_mpp / mpp)
+
+
 def grid_tiles(
     reader,
     tissue,
@@ -108,8 +113,8 @@ def grid_tiles(
     """
     mpp = reader.mpp
     W, H = reader.dimensions
-    p0 = round(patch_size * target_mpp / mpp)
-    s0 = round((patch_size - overlap) * target_mpp / mpp)
+    p0 = level0_size(patch_size, target_mpp, mpp)
+    s0 = level0_size(patch_size - overlap, target_mpp, mpp)
     if p0 < 1 or s0 < 1:
         raise SlideTooSmallError(
             f"invalid tile geometry: patch_size={patch_size}, overlap={overlap}",

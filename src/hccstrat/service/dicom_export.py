@@ -53,10 +53,6 @@ class StudyExport:
     out_dir: Path
 
 
-def _conflict(message: str, hint: str) -> ConflictError:
-    return ConflictError(message, hint=hint)
-
-
 def reference_series(study: ImagingStudy, out_dir: Path) -> StudyExport:
     """The preprocessed tumour mask and the source DICOM series it was drawn on.
 
@@ -72,11 +68,12 @@ def reference_series(study: ImagingStudy, out_dir: Path) -> StudyExport:
     folder = (study.info or {}).get("preprocessed")
     hint = f"run POST .../studies/{study.id}/preprocess (with a tumour mask or SEG) first"
     if not folder or not (Path(folder) / "preprocess.json").is_file():
-        raise _conflict(f"study {study.id} is not preprocessed: no results to export", hint)
+        raise ConflictError(f"study {study.id} is not preprocessed: no results to export",
+                            hint=hint)
     folder = Path(folder)
     mask = folder / "tumour.nii.gz"
     if not mask.is_file():
-        raise _conflict(f"study {study.id} has no tumour mask", hint)
+        raise ConflictError(f"study {study.id} has no tumour mask", hint=hint)
     summary = json.loads((folder / "preprocess.json").read_text(encoding="utf-8"))
     ref = summary.get("reference_phase", "portal")
     name = str(summary.get("phases", {}).get(ref, ""))
@@ -85,24 +82,27 @@ def reference_series(study: ImagingStudy, out_dir: Path) -> StudyExport:
     try:
         series_uid = str(json.loads(sidecar.read_text(encoding="utf-8"))["source"]["series_uid"])
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise _conflict(f"study {study.id}: the source series of the {ref} phase is not "
-                        "recorded", "preprocess the study again") from err
+        raise ConflictError(f"study {study.id}: the source series of the {ref} phase is not "
+                            "recorded", hint="preprocess the study again") from err
     root = Path(study.path)
     files = sorted((root / series_uid).glob("*.dcm")) or sorted(root.rglob("*.dcm"))
     datasets = []
     for f in files:
-        try:
+        try:  # headers first: only the reference series' pixels are read
+            head = pydicom.dcmread(str(f), stop_before_pixels=True)
+            if (str(head.get("SeriesInstanceUID", "")) != series_uid
+                    or head.get("SOPClassUID") == _SEG_UID):
+                continue
             ds = pydicom.dcmread(str(f))
         except (InvalidDicomError, OSError, EOFError, ValueError):
             continue
-        if str(ds.get("SeriesInstanceUID", "")) == series_uid and ds.SOPClassUID != _SEG_UID:
-            for kw in _TYPE2:  # in memory only: empty, as the standard allows for type 2
-                if kw not in ds:
-                    setattr(ds, kw, "")
-            datasets.append(ds)
+        for kw in _TYPE2:  # in memory only: empty, as the standard allows for type 2
+            if kw not in ds:
+                setattr(ds, kw, "")
+        datasets.append(ds)
     if not datasets:
-        raise _conflict(f"study {study.id}: the DICOM files of the {ref} series are not stored",
-                        "upload the study's DICOM files again and preprocess it")
+        raise ConflictError(f"study {study.id}: the DICOM files of the {ref} series are not "
+                            "stored", hint="upload the study's DICOM files again and preprocess it")
     return StudyExport(folder, series_uid, datasets, mask, out_dir)
 
 

@@ -92,17 +92,6 @@ class EncoderSpec:
                 else None, "sha256": self.sha256}
 
 
-def _check_kind(kind: str) -> None:
-    from hccstrat.encoders.registry import available_encoders
-
-    key = kind.lower()
-    if key.startswith("timm:") and len(key) > 5:
-        return
-    if key not in available_encoders():
-        raise ConfigError(f"unknown encoder kind {kind!r}",
-                          hint=f"use one of {', '.join(available_encoders())} or timm:<model>")
-
-
 def normalise_encoders(encoders: dict[str, Any] | None) -> dict[str, EncoderSpec]:
     """Validate ``ServiceSettings.encoders`` (specs or keyword dicts) into specs.
 
@@ -124,7 +113,9 @@ def normalise_encoders(encoders: dict[str, Any] | None) -> dict[str, EncoderSpec
         if not isinstance(spec, EncoderSpec):
             raise ConfigError(f"encoder {name!r}: expected an EncoderSpec or a dict, got "
                               f"{type(spec).__name__}", hint="see ServiceSettings.encoders")
-        _check_kind(spec.kind)
+        from hccstrat.encoders.registry import check_encoder_name
+
+        check_encoder_name(spec.kind)
         out[str(name)] = spec
     return out
 

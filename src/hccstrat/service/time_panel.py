@@ -141,21 +141,22 @@ def stored_time_panel(session: Session, slide: Slide) -> dict[str, Any] | None:
 
 
 def _tile_geometry(src: Path, mpp: float | None, cfg=None) -> dict[str, Any]:
-    """Level-0 tile side and slide size of the TIME tiling (as ``grid_tiles`` computes it)."""
+    """Level-0 tile side and slide size of the TIME tiling (``grid_tiles``' geometry)."""
     from hccstrat.io.wsi import open_slide
+    from hccstrat.pathology.tiling import level0_size
     from hccstrat.pathology.time import TimeConfig
 
     cfg = cfg or TimeConfig()
     with open_slide(src, mpp=mpp) as reader:
         width, height = reader.dimensions
-        side = round(cfg.patch_size * cfg.target_mpp / reader.mpp)
+        side = level0_size(cfg.patch_size, cfg.target_mpp, reader.mpp)
     return {"tile_size_level0": int(side), "width": int(width), "height": int(height)}
 
 
 def _rgb255(name: str) -> tuple[int, int, int]:
     from hccstrat.pathology.heatmap import CLASS_COLOURS
 
-    rgb = CLASS_COLOURS.get(name, (0.5, 0.5, 0.5))  # "excluded" (failed tile QC): grey
+    rgb = CLASS_COLOURS.get(name, (0.5, 0.5, 0.5))  # a class without a colour: grey
     return (round(255 * rgb[0]), round(255 * rgb[1]), round(255 * rgb[2]))
 
 
