@@ -27,11 +27,13 @@ def _progress():
 def _summary(df, stage: str) -> None:
     from rich.console import Console
 
+    console = Console()
     n_ok = int((df["status"] == "ok").sum())
-    Console().print(f"{stage}: {n_ok}/{len(df)} ok; manifest rows with errors:")
-    for _, r in df[df["status"] != "ok"].iterrows():
-        Console().print(f"  {r['item']}: [{r['error_code']}] {r['error_message']}",
-                        highlight=False)
+    failed = df[df["status"] != "ok"]
+    console.print(f"{stage}: {n_ok}/{len(df)} ok" + ("; failed:" if len(failed) else ""))
+    for _, r in failed.iterrows():
+        console.print(f"  {r['item']}: [{r['error_code']}] {r['error_message']}",
+                      highlight=False)
 
 
 def _load_mapping(path: Path | None) -> dict | None:
