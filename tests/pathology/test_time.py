@@ -186,8 +186,11 @@ def test_haematoxylin_matches_skimage_and_detector_prefers_lymphocytes():
     tiles = (240 * np.exp(-od[..., None] * h_od)).astype(np.uint8)
     counts = LymphocyteDetector().count(tiles, 0.5)
     assert counts[0] >= 14 and counts[1] <= 4, counts
-    with pytest.raises(ConfigError):
-        LymphocyteDetector().count(tiles, 10.0)
+    for coarse in (10.0, 1.5):  # 1.5 µm/px under-counts real lymphocytes by a third
+        with pytest.raises(ConfigError, match="lymphocyte detection needs tiles"):
+            LymphocyteDetector().count(tiles, coarse)
+    with pytest.raises(ConfigError, match="target_mpp=2"):
+        TimeConfig(target_mpp=2.0).validate()
 
 
 def test_add_context_uses_neighbours():

@@ -55,7 +55,13 @@ from scipy import ndimage as ndi
 
 from hccstrat.exceptions import ConfigError
 
-__all__ = ["LymphocyteDetector", "haematoxylin"]
+__all__ = ["MAX_MPP", "LymphocyteDetector", "haematoxylin"]
+
+#: Coarsest tile resolution (µm/px) lymphocytes are counted at. On the real CMU-1
+#: fixture the density is stable from 0.5 to 1.0 µm/px (115-150 /mm2) and falls by a
+#: third at 1.5 µm/px, where a lymphocyte is under 5 px across: coarser tiles would
+#: under-count silently, and an under-count reads as an immune-desert tumour.
+MAX_MPP = 1.0
 
 # skimage.color.hed_from_rgb, haematoxylin column (skimage 0.19+; Ruifrok & Johnston 2001)
 _HED_FROM_RGB = np.array(
@@ -147,9 +153,10 @@ class LymphocyteDetector:
     shape_mpp: float = 1.0
 
     def _check(self, mpp: float) -> None:
-        if not (0.05 <= mpp <= 4.0):
+        if not (0.05 <= mpp <= MAX_MPP):
             raise ConfigError(
-                f"lymphocyte detection needs tiles at 0.05–4 µm/px, got {mpp}",
+                f"lymphocyte detection needs tiles at 0.05–{MAX_MPP} µm/px, got {mpp}: "
+                "a 7 µm nucleus is then too few pixels across for the shape test",
                 hint="tile at a target mpp of about 0.5 (20x) for nuclear detection",
             )
         if not (0 < self.diameter_um < self.large_diameter_um):

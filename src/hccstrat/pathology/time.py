@@ -81,6 +81,7 @@ from scipy import ndimage as ndi
 
 from hccstrat.exceptions import ConfigError
 from hccstrat.pathology.heatmap import plot_time_overlay
+from hccstrat.pathology.lymphocytes import MAX_MPP as LYMPHOCYTE_MAX_MPP
 from hccstrat.pathology.lymphocytes import LymphocyteDetector
 from hccstrat.pathology.tile_classifier import TileClassifier, to_coarse
 from hccstrat.pathology.tile_rules import TileRuleConfig, apply_tile_rules
@@ -137,7 +138,8 @@ class TimeConfig:
 
     Attributes
     ----------
-    target_mpp, patch_size, min_tissue : tiling (µm/px, px, share)
+    target_mpp, patch_size, min_tissue : tiling (µm/px, px, share); ``target_mpp``
+        at most :data:`~hccstrat.pathology.lymphocytes.MAX_MPP` (lymphocyte counting).
     margin_um : float
         Full width of the invasive-margin band, centred on the tumour boundary (µm).
     min_tumour_tiles : int
@@ -185,7 +187,7 @@ class TimeConfig:
     def validate(self) -> None:
         """Raise :class:`ConfigError` for out-of-range settings."""
         checks = {
-            "target_mpp": 0.05 <= self.target_mpp <= 4,
+            "target_mpp": 0.05 <= self.target_mpp <= LYMPHOCYTE_MAX_MPP,
             "patch_size": 16 <= self.patch_size <= 2048,
             "margin_um": self.margin_um >= 0,
             "min_tissue": 0 <= self.min_tissue <= 1,
