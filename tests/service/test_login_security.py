@@ -95,3 +95,37 @@ def test_logged_in_forms_need_the_session_csrf_token(sqlite_app):
         r = client.post(url, data={"kind": "PRE", "csrf": csrf_token(session)},
                         follow_redirects=False)
         assert r.status_code == 303 and r.headers["location"] == "/patients/P-C"
+
+
+def test_concurrent_attempts_cannot_exceed_the_limit(db_url):
+    """Attempts are recorded before they are counted: a burst of simultaneous guesses
+    gets no more password checks than the limit allows."""
+    import threading
+
+    from hccstrat.service.security import LoginRateLimiter, RateLimitedError
+    from hccstrat.storage.engine import make_engine, make_sessionmaker, migrate
+
+    engine = make_engine(db_url)
+    migrate(engine)
+    limiter = LoginRateLimiter(make_sessionmaker(engine), max_failures=3, window_s=60)
+    start, outcomes = threading.Barrier(8), []  # the old check-then-record let all 8 in
+
+    def guess():
+        start.wait()
+        try:
+            limiter.attempt("a_monitor", "10.0.0.1")
+            outcomes.append("checked")
+        except RateLimitedError as e:
+            outcomes.append(e.retry_after)
+
+    threads = [threading.Thread(target=guess) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # each attempt counts after its own commit, so contention can refuse more, never fewer
+    assert outcomes.count("checked") <= 3 and len(outcomes) == 8
+    assert all(0 < w <= 61 for w in outcomes if w != "checked")
+    limiter.succeeded("a_monitor", "10.0.0.1")  # a success clears the pair
+    limiter.attempt("a_monitor", "10.0.0.1")
+    engine.dispose()

@@ -180,10 +180,11 @@ def revoke_token(session: Session, token: str) -> None:
 class LoginRateLimiter:
     """Sliding-window limit on failed logins per (username, address), kept in the database.
 
-    Failures are rows of :class:`~hccstrat.storage.models.LoginFailure`, so the limit
+    Attempts are rows of :class:`~hccstrat.storage.models.LoginFailure`, so the limit
     holds across worker processes sharing the database and survives a restart. Each
-    call uses its own short session (a failure is recorded even though the login
-    request itself is rolled back).
+    call uses its own short session (an attempt is recorded even though the login
+    request itself is rolled back). Every attempt is recorded up front and a success
+    clears the pair, so what remains in the window are failures.
 
     Parameters
     ----------
@@ -207,29 +208,31 @@ class LoginRateLimiter:
     def _since(self) -> dt.datetime:
         return utcnow() - dt.timedelta(seconds=self.window_s)
 
-    def check(self, username: str, address: str) -> None:
-        """Raise :class:`RateLimitedError` when the pair is locked out."""
-        with self.sessionmaker() as s:
-            times = s.scalars(
-                select(LoginFailure.at)
-                .where(LoginFailure.key_sha256 == self._key(username, address),
-                       LoginFailure.at > self._since())
-                .order_by(LoginFailure.at)
-            ).all()
-        if len(times) >= self.max_failures:
-            oldest = _aware(times[-self.max_failures])
-            wait = int(self.window_s - (utcnow() - oldest).total_seconds()) + 1
-            raise RateLimitedError(
-                "too many failed logins", retry_after=max(wait, 1),
-                hint=f"wait {max(wait, 1)} s and retry",
-            )
+    def attempt(self, username: str, address: str) -> None:
+        """Record a login attempt; raise :class:`RateLimitedError` when over the limit.
 
-    def failed(self, username: str, address: str) -> None:
-        """Record one failure (and forget failures older than the window)."""
+        The attempt is written (and committed) *before* the window is counted, so
+        concurrent attempts see each other: at most ``max_failures`` of them reach the
+        password check however many arrive at once. A successful login then clears the
+        pair (:meth:`succeeded`); refused attempts count too, so hammering a locked
+        account keeps it locked.
+        """
+        key = self._key(username, address)
         with self.sessionmaker() as s:
             s.execute(delete(LoginFailure).where(LoginFailure.at <= self._since()))
-            s.add(LoginFailure(key_sha256=self._key(username, address), at=utcnow()))
+            s.add(LoginFailure(key_sha256=key, at=utcnow()))
             s.commit()
+            times = s.scalars(
+                select(LoginFailure.at)
+                .where(LoginFailure.key_sha256 == key, LoginFailure.at > self._since())
+                .order_by(LoginFailure.at)
+            ).all()
+        if len(times) > self.max_failures:
+            oldest = _aware(times[-self.max_failures])
+            wait = max(int(self.window_s - (utcnow() - oldest).total_seconds()) + 1, 1)
+            raise RateLimitedError(
+                "too many failed logins", retry_after=wait, hint=f"wait {wait} s and retry"
+            )
 
     def succeeded(self, username: str, address: str) -> None:
         """Forget the pair's failures after a successful login."""

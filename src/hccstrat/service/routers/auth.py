@@ -26,12 +26,11 @@ def login_user(request: Request, session: Session, username: str, password: str)
     """Check credentials (rate limited) and issue a token; audits the login."""
     state = request.app.state
     address = request.client.host if request.client else "?"
-    state.limiter.check(username, address)
+    state.limiter.attempt(username, address)
     user = session.scalar(select(User).where(User.username == username))
     if user is None or not user.active or not verify_password(
         state.hasher, user.password_hash, password
     ):
-        state.limiter.failed(username, address)
         raise AuthError("wrong username or password", hint="check both and retry")
     state.limiter.succeeded(username, address)
     token, expires = issue_token(session, user, state.settings.token_ttl_minutes)
