@@ -72,10 +72,12 @@ def make_survival_learner(
         Elastic-net Cox, ridge Cox, random survival forest, gradient-boosted Cox.
     """
     from sksurv.ensemble import GradientBoostingSurvivalAnalysis, RandomSurvivalForest
-    from sksurv.linear_model import CoxnetSurvivalAnalysis, CoxPHSurvivalAnalysis
+    from sksurv.linear_model import CoxPHSurvivalAnalysis
+
+    from hccstrat.models._coxnet import StableCoxnet
 
     if base == "coxnet":
-        return CoxnetSurvivalAnalysis(l1_ratio=l1_ratio, alphas=[alpha], fit_baseline_model=True)
+        return StableCoxnet(l1_ratio=l1_ratio, alphas=[alpha], fit_baseline_model=True)
     if base == "cox":
         return CoxPHSurvivalAnalysis(alpha=alpha, ties="efron")
     if base == "rsf":

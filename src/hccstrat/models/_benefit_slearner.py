@@ -79,13 +79,13 @@ class InteractionCox:
 
     def fit(self, Z: np.ndarray, y: np.ndarray, arm: np.ndarray) -> InteractionCox:
         """Fit on features ``Z`` [n, p], RFS target ``y`` and arm codes ``arm``."""
-        from sksurv.linear_model import CoxnetSurvivalAnalysis
+        from hccstrat.models._coxnet import StableCoxnet
 
         k = self.n_arms - 1
         p = Z.shape[1]
         D = self._dummies(arm)
         try:
-            prog = CoxnetSurvivalAnalysis(
+            prog = StableCoxnet(
                 l1_ratio=self.l1_ratio,
                 alphas=[self.alpha],
                 penalty_factor=np.r_[np.ones(p), np.zeros(k)],
@@ -100,13 +100,13 @@ class InteractionCox:
                 np.full(2 * k, self.modifier_penalty),
                 np.full(p * k, self.interaction_penalty),
             ]
-            self.model_ = CoxnetSurvivalAnalysis(
+            self.model_ = StableCoxnet(
                 l1_ratio=self.l1_ratio,
                 alphas=[self.alpha],
                 penalty_factor=pf,
                 fit_baseline_model=True,
             ).fit(self._design(Z, D), y)
-        except (ArithmeticError, ValueError) as err:
+        except (ArithmeticError, ValueError, ModelError) as err:
             raise ModelError(
                 f"the interaction Cox model of the treatment-benefit S-learner failed: {err}",
                 hint="increase the penalty (benefit_alpha) or check the arms' sample sizes",
