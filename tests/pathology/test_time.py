@@ -48,7 +48,7 @@ def _latents() -> list[dict]:
                 necrosis_fraction=rng.uniform(0.0, 0.2),
                 # training slides all carry thrombi (the rare class needs examples)
                 vascular_invasion=bool(i % 2) or i < N_TRAIN,
-                aggressiveness=rng.uniform(0.1, 0.9) if i < N_TRAIN else rng.uniform(0.1, 0.7),
+                aggressiveness=rng.uniform(-2, 2) if i < N_TRAIN else rng.uniform(-2, 1),
             )
         )
     return out

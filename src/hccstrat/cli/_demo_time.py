@@ -63,7 +63,7 @@ def demo_stage_time(cohort, out_dir: pathlib.Path, *, seed: int, progress) -> li
         lat = default_latent(
             patient_id=f"TRAIN-{i}", immune_phenotype=ph, vascular_invasion=True,
             lymphocyte_density=float(rng.uniform(0.05, 0.7)),
-            aggressiveness=float(rng.uniform(0.1, 0.9)),
+            aggressiveness=float(rng.uniform(-2.0, 2.0)),
             stroma_fraction=float(rng.uniform(0.05, 0.4)),
             necrosis_fraction=float(rng.uniform(0.0, 0.2)),
         )
@@ -81,8 +81,6 @@ def demo_stage_time(cohort, out_dir: pathlib.Path, *, seed: int, progress) -> li
     for i, lat in enumerate(rows):
         pid = str(lat.get("patient_id", f"P{i}"))
         progress(f"time: TIME panel of {pid} ({i + 1}/{len(rows)})")
-        lat = {**lat, "aggressiveness": float(np.clip(0.5 + 0.2 * lat.get("aggressiveness", 0),
-                                                      0, 1))}
         info = write_slide(out / "slides" / f"{pid}.tiff", lat, size=(_SIZE, _SIZE),
                            stain_shift=shifts.get(pid), seed=seed + i, texture_size=256,
                            geojson=False)

@@ -166,7 +166,7 @@ def synth(
     for i in range(n):
         lat = default_latent(
             patient_id=f"SYN-{i + 1:04d}",
-            aggressiveness=float(rng.uniform()),
+            aggressiveness=float(rng.normal()),
             immune_phenotype=str(rng.choice(["inflamed", "excluded", "desert"])),
             lymphocyte_density=float(rng.uniform()),
             margin_lymphocyte_density=float(rng.uniform()),

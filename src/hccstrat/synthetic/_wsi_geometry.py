@@ -21,6 +21,18 @@ ARTEFACT_BITS = {"pen": 1, "fold": 2, "blur": 4}
 
 BACKGROUND, TUMOUR, STROMA, IMMUNE, NECROSIS, NORMAL, VESSEL, THROMBUS, PEN = range(9)
 
+
+def render_grade(latent) -> float:
+    """Histological grade in [0, 1] rendered for a latent row's ``aggressiveness``.
+
+    ``aggressiveness`` is on the cohort's latent scale (about N(0, 1), 0 = average):
+    the grade is ``expit(0.8 * aggressiveness)``, so -2 / 0 / +2 sd render as
+    0.17 / 0.5 / 0.83 (smaller, paler nuclei in thin plates → large atypical nuclei in
+    thick plates), and every cohort patient renders distinctly instead of saturating.
+    """
+    a = float(latent.get("aggressiveness", 0.0))
+    return float(1.0 / (1.0 + np.exp(-0.8 * a)))
+
 # share of the tumour area that becomes dense lymphoid infiltrate per unit of
 # intratumoral lymphocyte density, by immune phenotype
 _INTRATUMOUR_IMMUNE = {"inflamed": 0.18, "excluded": 0.015, "desert": 0.004}
@@ -196,7 +208,7 @@ def draw_geometry(
     place(viable & (d_in > 100.0), 45.0, VESSEL, max(1, int(area_mm2 * 0.3)))
     if bool(latent.get("vascular_invasion", False)):
         near = tissue & ~tumour & (d_out > capsule_w) & (d_out < margin_w * 2)
-        place(near, 80.0, THROMBUS, 1 + int(2 * float(latent.get("aggressiveness", 0.5)) > 1))
+        place(near, 80.0, THROMBUS, 1 + int(render_grade(latent) > 0.5))
 
     art = np.zeros(shape, np.uint8)
     if artefacts:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 
-from hccstrat.synthetic._wsi_geometry import ARTEFACT_BITS, Geometry
+from hccstrat.synthetic._wsi_geometry import ARTEFACT_BITS, Geometry, render_grade
 
 __all__ = [
     "N_RENDER_CLASSES",
@@ -198,7 +198,7 @@ def _concentrations(
     latent: Mapping, rng: np.random.Generator, t: int, mpp: float
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(H, E, ink) concentration maps per render class, in class-code order."""
-    a = float(np.clip(latent.get("aggressiveness", 0.5), 0, 1))
+    a = render_grade(latent)
     lym = float(np.clip(latent.get("lymphocyte_density", 0.3), 0, 1))
     macro = bool(latent.get("macrotrabecular", False))
     z = np.zeros((t, t), np.float32)

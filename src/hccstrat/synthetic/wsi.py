@@ -126,7 +126,7 @@ def default_latent(**overrides: Any) -> dict[str, Any]:
     """
     row: dict[str, Any] = {
         "patient_id": "SYN-0001",
-        "aggressiveness": 0.5,
+        "aggressiveness": 0.0,  # cohort latent scale, N(0, 1): an average tumour
         "immune_phenotype": "inflamed",
         "lymphocyte_density": 0.4,
         "margin_lymphocyte_density": 0.5,
@@ -225,7 +225,8 @@ def write_slide(
     path : path-like
         Output ``.tiff`` path; sidecars are written beside it.
     latent_row : Mapping
-        One row of the cohort's ``latent`` table (see :func:`default_latent`).
+        One row of the cohort's ``latent`` table, as it is (see :func:`default_latent`;
+        ``aggressiveness`` on the cohort's N(0, 1) scale sets the rendered grade).
     size : (int, int)
         Level-0 width and height in pixels (20,000 × 20,000 takes seconds).
     mpp : float
