@@ -9,14 +9,21 @@ tile grid → one panel row.
 
 Compartments (on the tile grid; see :func:`measure_time`):
 
-* **tumour bed**: tiles classified tumour, closed by one tile and hole-filled (so
-  intratumoral stroma, infiltrates and necrosis belong to it); components smaller
-  than ``min_tumour_tiles`` are dropped.
+* **tumour bed**: the nodule as a pathologist outlines it: tiles classified tumour,
+  closed by a disk of ``bed_closing_um`` (150 µm) and hole-filled, so intratumoral
+  septa, infiltrates and necrosis belong to it; components smaller than
+  ``min_tumour_tiles`` are dropped. Stroma, necrosis and immune-dense shares are
+  shares of the bed. (Closing by one tile only, as before, left septa wider than a
+  tile outside the bed: on 60 synthetic cohort slides the stroma share then did not
+  follow the rendered stroma, Spearman -0.03, now 0.33; necrosis 0.19, now 0.38.)
+* **tumour nests**: tumour tiles closed by one tile and hole-filled; the intratumoral
+  lymphocyte density is measured over the nests of the core, so lymphocytes trapped
+  in septa (the *excluded* phenotype) do not count as intratumoral.
 * **invasive margin**: tissue tiles whose centre lies within ``margin_um / 2`` of the
   tumour-bed boundary, inside or outside (a band ``margin_um`` wide centred on the
   boundary; 1 mm by default, the usual immunoscore convention).
 * **tumour core**: tumour-bed tiles outside the margin band (the whole bed when the
-  band covers it).
+  band covers it); its lymphocyte density is taken over the nests in it.
 
 Panel columns (:data:`PANEL_COLUMNS`, one row per patient, all prefixed ``time_`` so
 the POST and benefit models pick them up):
@@ -144,6 +151,10 @@ class TimeConfig:
         Full width of the invasive-margin band, centred on the tumour boundary (µm).
     min_tumour_tiles : int
         Smallest tumour-bed component kept (tiles).
+    bed_closing_um : float
+        Radius of the morphological closing that joins tumour tiles into the tumour
+        bed (µm): intratumoral septa and necrosis narrower than twice this belong to
+        the bed, as a pathologist outlines the nodule. 0 closes by one tile only.
     context : bool
         Append the mean features of the 8 neighbouring tiles before classifying.
     vi_min_prob : float
@@ -173,6 +184,7 @@ class TimeConfig:
     min_tissue: float = 0.25
     margin_um: float = 1000.0
     min_tumour_tiles: int = 4
+    bed_closing_um: float = 150.0
     context: bool = True
     vi_min_prob: float = 0.6
     vi_min_tiles: int = 2
@@ -194,6 +206,7 @@ class TimeConfig:
             "vi_min_prob": 0 <= self.vi_min_prob <= 1,
             "vi_min_tiles": self.vi_min_tiles >= 1,
             "max_unrecognised_fraction": 0 <= self.max_unrecognised_fraction <= 1,
+            "bed_closing_um": self.bed_closing_um >= 0,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -242,6 +255,21 @@ def _phenotype(d_t: float, d_m: float, cfg: TimeConfig) -> str:
     if d_m >= cfg.excluded_min_margin_density and (d_m + 1) / (d_t + 1) >= cfg.excluded_min_ratio:
         return "excluded"
     return "desert"
+
+
+def _tumour_bed(tum: np.ndarray, radius: int, min_tiles: int) -> np.ndarray:
+    """Tumour tiles closed by a disk of ``radius`` tiles, hole-filled, small parts dropped."""
+    disk = np.hypot(*np.mgrid[-radius : radius + 1, -radius : radius + 1]) <= radius + 1e-9
+    pad = radius + 1
+    bed = ndi.binary_closing(np.pad(tum, pad), structure=disk)[pad:-pad, pad:-pad] | tum
+    bed = ndi.binary_fill_holes(bed)
+    lab, k = ndi.label(bed)
+    if k:
+        sizes = np.bincount(lab.ravel(), minlength=k + 1)
+        small = sizes < min_tiles
+        small[0] = True
+        bed = ~small[lab]
+    return bed
 
 
 def measure_time(
@@ -300,15 +328,9 @@ def measure_time(
     tissue = np.zeros(shape, bool)
     tum[ij[:, 1], ij[:, 0]] = cls == "tumour"
     tissue[ij[:, 1], ij[:, 0]] = ~np.isin(cls, ("background", "excluded", UNRECOGNISED))
-    bed = ndi.binary_closing(np.pad(tum, 1), iterations=1)[1:-1, 1:-1] | tum
-    bed = ndi.binary_fill_holes(bed)
-    lab, k = ndi.label(bed)
-    if k:
-        sizes = np.bincount(lab.ravel(), minlength=k + 1)
-        small = sizes < cfg.min_tumour_tiles
-        small[0] = True
-        bed = ~small[lab]
     tile_um = st.stride_level0 * st.mpp
+    bed = _tumour_bed(tum, max(1, round(cfg.bed_closing_um / tile_um)), cfg.min_tumour_tiles)
+    nest_bed = _tumour_bed(tum, 1, cfg.min_tumour_tiles)  # the nests, septa left out
     half = cfg.margin_um / 2.0
     if bed.any():
         d_in = (ndi.distance_transform_edt(np.pad(bed, 1, constant_values=False)) - 0.5)[
@@ -324,15 +346,26 @@ def measure_time(
     core = in_bed & ~in_band & counted
     if not core.any():
         core = in_bed & counted
+    in_nests = nest_bed[ij[:, 1], ij[:, 0]]
     usable = (cls != "necrosis") & (cls != "vessel") & (cls != "background")
     lymph = st.lymphocytes.astype(float)
 
-    def density(sel: np.ndarray) -> float:
+    def density(sel: np.ndarray, min_area: float = 0.0) -> float:
         sel = sel & usable
         a = area[sel].sum()
-        return float(lymph[sel].sum() / a) if a > 0 else float("nan")
+        return float(lymph[sel].sum() / a) if a > max(min_area, 0.0) else float("nan")
 
-    d_t, d_m = density(core), density(in_band)
+    # intratumoral density over the tumour nests (tumour tiles closed by one tile), not
+    # the septa inside the bed: lymphocytes trapped in stroma make a tumour excluded
+    # small nodules: the margin band may leave fewer than 4 tiles of nests in the core
+    # (a count over ~0.02 mm² is mostly noise); then the bed's nests, then the core
+    few = 4 * st.tile_area_mm2
+    d_t = density(core & in_nests, few)
+    if np.isnan(d_t):
+        d_t = density(in_bed & in_nests & counted)
+    if np.isnan(d_t):
+        d_t = density(core)
+    d_m = density(in_band)
     bed_area = area[in_bed].sum()
 
     def share(name: str) -> float:
