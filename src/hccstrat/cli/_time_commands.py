@@ -22,6 +22,10 @@ def time_cmd(
     ),
     mpp: float = typer.Option(None, help="Level-0 µm/px for slides that store none."),
     margin_um: float = typer.Option(1000.0, help="Invasive-margin band width (µm)."),
+    normalise_stains: bool = typer.Option(
+        False, "--normalise-stains",
+        help="With --train: normalise every slide to the training slides' stains (Macenko).",
+    ),
 ) -> None:
     """TIME panel (time_panel.csv), per-tile tables and overlay PNGs."""
     from rich.console import Console
@@ -39,7 +43,8 @@ def time_cmd(
             "no tile classifier", hint="pass --classifier FILE or --train SLIDE (annotated)"
         )
     if train:
-        clf, _ = train_tile_classifier(discover_slides(train), config=cfg, progress=console.print)
+        clf, _ = train_tile_classifier(discover_slides(train), config=cfg, progress=console.print,
+                                       normalise_stains=normalise_stains)
         clf.save(out / "tile_classifier.pkl", encoder="builtin", context=cfg.context)
     else:
         clf, meta = TileClassifier.load(classifier)

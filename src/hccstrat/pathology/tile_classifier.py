@@ -214,6 +214,10 @@ class TileClassifier(ClassifierMixin, BaseEstimator):
     model_ : RandomForestClassifier
     ood_ : OodModel or None
         ``None`` when ``ood=False`` (or in a pickle saved before the OOD model).
+    stain_target_ : (ndarray (3, 2), ndarray (2,)) or None
+        Stains that tiles are normalised to before they are classified (set by
+        :func:`hccstrat.pathology.time_batch.train_tile_classifier` with
+        ``normalise_stains=True``); ``None``: tiles are used as read.
     """
 
     def __init__(
@@ -295,6 +299,7 @@ class TileClassifier(ClassifierMixin, BaseEstimator):
         ).fit(np.nan_to_num(X), y)
         self.classes_ = self.model_.classes_
         self.n_features_in_ = X.shape[1]
+        self.stain_target_ = None
         if self.ood:
             if not (0.5 <= self.ood_quantile < 1 and self.ood_margin > 0
                     and self.ood_components >= 1):

@@ -28,6 +28,7 @@ from hccstrat.pathology.time import (
     measure_time,
     plot_time_overlay,
 )
+from hccstrat.pathology.time_tiles import stain_target
 
 __all__ = ["labels_for_slide", "run_time_batch", "train_tile_classifier"]
 
@@ -71,18 +72,30 @@ def train_tile_classifier(
     *,
     config: TimeConfig | None = None,
     progress: Callable[[str], None] | None = None,
+    normalise_stains: bool = False,
 ) -> tuple[TileClassifier, list[SlideTiles]]:
-    """Fit a :class:`TileClassifier` on the annotated tiles of ``slides``."""
+    """Fit a :class:`TileClassifier` on the annotated tiles of ``slides``.
+
+    With ``normalise_stains``, the pooled stains of the training slides
+    (:func:`~hccstrat.pathology.time_tiles.stain_target`) become the classifier's
+    ``stain_target_``: training tiles are normalised to it, and so are the tiles of
+    every slide it measures later (:func:`run_time_batch`), so a slide from a scanner
+    or laboratory with other stains is judged in the training slides' colours.
+    """
     cfg = config or TimeConfig()
+    target = stain_target(slides, config=cfg) if normalise_stains else None
+    if progress and target is not None:
+        progress("time: stains of the training slides estimated (normalisation target)")
     xs, ys, tiles = [], [], []
     for p in slides:
-        st = extract_tiles(p, config=cfg)
+        st = extract_tiles(p, config=cfg, stain_target=target)
         xs.append(st.classifier_input(cfg.context))
         ys.append(labels_for_slide(p, st))
         tiles.append(st)
         if progress:
             progress(f"time: training tiles from {Path(p).name}")
     clf = TileClassifier().fit(np.concatenate(xs), np.concatenate(ys))
+    clf.stain_target_ = target
     return clf, tiles
 
 
@@ -112,7 +125,9 @@ def run_time_batch(
     for p in map(Path, slides):
         sid = p.stem
         try:
-            res = measure_time(extract_tiles(p, config=cfg, mpp=mpp), classifier, cfg)
+            st = extract_tiles(p, config=cfg, mpp=mpp,
+                               stain_target=getattr(classifier, "stain_target_", None))
+            res = measure_time(st, classifier, cfg)
             tpath = out / "tiles" / f"{sid}.csv"
             with atomic_write(tpath) as fh:
                 res.tiles.to_csv(fh, index=False)
