@@ -99,3 +99,18 @@ def test_batch_uses_the_classifier_target(trained):
         assert abs(got["norm"] - ref) < 0.1, (k, ref, got)
         if k == "strong_h":
             assert abs(got["raw"] - ref) > 0.15, (k, ref, got)
+
+
+def test_unstained_training_tissue_says_what_is_wrong(tmp_path):
+    import tifffile
+
+    from hccstrat.exceptions import ConfigError
+    from hccstrat.pathology.time_tiles import pooled_stains
+
+    img = np.full((512, 512, 3), 242, np.uint8)
+    img[50:460, 50:460] = (228, 207, 226)  # pale pink: tissue, but no channel reaches OD 0.15
+    path = tmp_path / "faded.tiff"
+    tifffile.imwrite(path, img, resolution=(20000, 20000), resolutionunit="CENTIMETER")
+    with pytest.raises(ConfigError, match="cannot estimate the stains") as err:
+        pooled_stains([path])
+    assert "--normalise-stains" in err.value.hint

@@ -13,9 +13,9 @@ Compartments (on the tile grid; see :func:`measure_time`):
   closed by a disk of ``bed_closing_um`` (150 µm) and hole-filled, so intratumoral
   septa, infiltrates and necrosis belong to it; components smaller than
   ``min_tumour_tiles`` are dropped. Stroma, necrosis and immune-dense shares are
-  shares of the bed. (Closing by one tile only, as before, left septa wider than a
-  tile outside the bed: on 60 synthetic cohort slides the stroma share then did not
-  follow the rendered stroma, Spearman -0.03, now 0.33; necrosis 0.19, now 0.38.)
+  shares of the bed. (Closing by one tile only leaves septa wider than a tile
+  outside the bed: on 60 synthetic cohort slides the stroma share then does not
+  follow the rendered stroma, Spearman -0.03 against 0.33; necrosis 0.19 against 0.38.)
 * **tumour nests**: tumour tiles closed by one tile and hole-filled; the intratumoral
   lymphocyte density is measured over the nests of the core, so lymphocytes trapped
   in septa (the *excluded* phenotype) do not count as intratumoral.
@@ -353,7 +353,7 @@ def measure_time(
     def density(sel: np.ndarray, min_area: float = 0.0) -> float:
         sel = sel & usable
         a = area[sel].sum()
-        return float(lymph[sel].sum() / a) if a > max(min_area, 0.0) else float("nan")
+        return float(lymph[sel].sum() / a) if a > min_area else float("nan")
 
     # intratumoral density over the tumour nests (tumour tiles closed by one tile), not
     # the septa inside the bed: lymphocytes trapped in stroma make a tumour excluded

@@ -28,7 +28,7 @@ from hccstrat.pathology.time import (
     measure_time,
     plot_time_overlay,
 )
-from hccstrat.pathology.time_tiles import stain_target
+from hccstrat.pathology.time_tiles import pooled_stains
 
 __all__ = ["labels_for_slide", "run_time_batch", "train_tile_classifier"]
 
@@ -77,13 +77,13 @@ def train_tile_classifier(
     """Fit a :class:`TileClassifier` on the annotated tiles of ``slides``.
 
     With ``normalise_stains``, the pooled stains of the training slides
-    (:func:`~hccstrat.pathology.time_tiles.stain_target`) become the classifier's
+    (:func:`~hccstrat.pathology.time_tiles.pooled_stains`) become the classifier's
     ``stain_target_``: training tiles are normalised to it, and so are the tiles of
     every slide it measures later (:func:`run_time_batch`), so a slide from a scanner
     or laboratory with other stains is judged in the training slides' colours.
     """
     cfg = config or TimeConfig()
-    target = stain_target(slides, config=cfg) if normalise_stains else None
+    target = pooled_stains(slides, config=cfg) if normalise_stains else None
     if progress and target is not None:
         progress("time: stains of the training slides estimated (normalisation target)")
     xs, ys, tiles = [], [], []

@@ -24,7 +24,7 @@ from hccstrat.pathology.tile_rules import tile_measures
 if TYPE_CHECKING:
     from hccstrat.pathology.time import TimeConfig
 
-__all__ = ["SlideTiles", "extract_tiles", "slide_normaliser", "stain_sample", "stain_target"]
+__all__ = ["SlideTiles", "extract_tiles", "pooled_stains", "slide_normaliser", "stain_sample"]
 
 log = logging.getLogger(__name__)
 
@@ -109,12 +109,18 @@ def slide_normaliser(reader, grid, target: tuple[np.ndarray, np.ndarray]):
         return None
 
 
-def stain_target(slides, *, config: TimeConfig | None = None, mpp: float | None = None):
+def pooled_stains(slides, *, config: TimeConfig | None = None, mpp: float | None = None):
     """Pooled H&E stain vectors and concentrations of ``slides`` (a normalisation target).
 
     Pools a tile sample of every slide, so a training set from several scanners gives
     one common target.
+
+    Raises
+    ------
+    ConfigError
+        The slides hold no stained tissue to estimate from.
     """
+    from hccstrat.exceptions import ConfigError
     from hccstrat.io.wsi import open_slide
     from hccstrat.pathology.stain import MacenkoNormalizer
     from hccstrat.pathology.tiling import grid_tiles
@@ -128,7 +134,13 @@ def stain_target(slides, *, config: TimeConfig | None = None, mpp: float | None 
             grid = grid_tiles(reader, detect_tissue(reader), target_mpp=cfg.target_mpp,
                               patch_size=cfg.patch_size, min_tissue=cfg.min_tissue)
             samples.append(stain_sample(reader, grid))
-    return MacenkoNormalizer().estimate_stains(np.concatenate(samples))
+    try:
+        return MacenkoNormalizer().estimate_stains(np.concatenate(samples))
+    except ValueError as err:
+        raise ConfigError(
+            f"cannot estimate the stains of the {len(samples)} training slide(s): {err}",
+            hint="train on slides with stained tissue, or without --normalise-stains",
+        ) from err
 
 
 def extract_tiles(
