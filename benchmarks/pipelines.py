@@ -164,12 +164,8 @@ def _tables(rows: dict[str, dict]) -> dict[str, pd.DataFrame]:
     ok = [r for r in rows.values() if "error" not in r]
     rad = pd.DataFrame([{"patient_id": r["patient_id"], **r["rad"]} for r in ok])
     tim = pd.DataFrame([{"patient_id": r["patient_id"], **r["time"]} for r in ok])
-    tim = tim.drop(columns=[c for c in tim.columns if tim[c].dtype == object and
-                            c != "patient_id" and c != "time_immune_phenotype"])
-    if "time_immune_phenotype" in tim:  # categorical → indicators, as the proxies give
-        for ph in ("inflamed", "excluded", "desert"):
-            tim[f"time_phenotype_{ph}"] = (tim["time_immune_phenotype"] == ph).astype(float)
-        tim = tim.drop(columns="time_immune_phenotype")
+    # the panel carries the phenotype both as a label and as time_phenotype_* indicators
+    tim = tim.drop(columns="time_immune_phenotype", errors="ignore")
     return {"rad_": rad, "time_": tim}
 
 

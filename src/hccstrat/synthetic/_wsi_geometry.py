@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
+from scipy.special import expit
 
 __all__ = ["ARTEFACT_BITS", "Geometry", "draw_geometry"]
 
@@ -30,8 +31,8 @@ def render_grade(latent) -> float:
     0.17 / 0.5 / 0.83 (smaller, paler nuclei in thin plates → large atypical nuclei in
     thick plates), and every cohort patient renders distinctly instead of saturating.
     """
-    a = float(latent.get("aggressiveness", 0.0))
-    return float(1.0 / (1.0 + np.exp(-0.8 * a)))
+    return float(expit(0.8 * float(latent.get("aggressiveness", 0.0))))
+
 
 # share of the tumour area that becomes dense lymphoid infiltrate per unit of
 # intratumoral lymphocyte density, by immune phenotype
