@@ -76,15 +76,14 @@ def _true_structure_policy(cohort, X, train, test, y) -> np.ndarray:
     """Best arm from a Cox model of the generator's own effect structure, fitted on the
     TRUE latent tumour risk, late-recurrence risk and immune phenotype (not model
     inputs): an upper reference for what any learner can reach at this sample size."""
-    from scipy.special import expit
     from sksurv.linear_model import CoxPHSurvivalAnalysis
 
     from hccstrat.models._base import survival_at
 
     lat = cohort.latent.set_index("patient_id").loc[X["patient_id"]]
     u = cohort.config["unobserved_sd"] * lat["unobserved_risk"].to_numpy()
-    tumour = lat["lp_early"].to_numpy() - u
-    w = expit(tumour / 0.8)
+    tumour = lat["lp_early"].to_numpy() - u  # visible early risk (tumour + immune)
+    w = lat["benefit_weight"].to_numpy()
     phen = lat["immune_phenotype"].astype(str).to_numpy()
     mods = np.column_stack([w, w * (phen == "inflamed"), w * (phen == "desert")])
     arm = X["adjuvant"].astype(str).map({a: i for i, a in enumerate(ARMS)}).to_numpy()

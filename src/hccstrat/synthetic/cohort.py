@@ -17,7 +17,9 @@ How much signal lives where (calibrated at the defaults, checked by the tests):
 the oracle ``true_lp`` reaches Harrell's C ~0.75-0.80 for RFS; a Cox model on
 routine clinical variables ~0.62-0.68; most of the rest is latent aggressiveness,
 visible in the images with strength ``image_signal`` through traces that scatter
-around it (``_latent.TRACE_SD``), and some is unobservable: ``unobserved_sd`` (0.25)
+around it (``_latent.TRACE_SD``); the immune phenotype, which only the H&E slide
+shows, adds a little (inflamed tumours recur less, immune deserts more), so POST can
+see risk PRE cannot; and some is unobservable: ``unobserved_sd`` (0.25)
 on the early log hazard — a modest share, so a model with good image features can
 come close to the oracle's C for aggressive recurrence — and four times that on the late
 (de novo) log hazard, where host factors dominate.
@@ -138,8 +140,9 @@ def generate_cohort(
         traces (MRI rim / margin / peritumoral enhancement, washout, immune
         infiltration, stroma, necrosis, macrotrabecular pattern). 0: images carry no
         signal beyond the clinical table; 1: calibrated default; > 1: stronger.
-        Risks do not depend on it; only the benefit of TACE+TKI and neoadjuvant
-        therapy does, through the (redrawn) immune phenotype.
+        Risks depend on it only through the immune phenotype (redrawn with it), whose
+        prognostic effect on early recurrence scales with it, and so does the benefit
+        of TACE+TKI and neoadjuvant therapy.
     start_date : str or Timestamp
         First day of accrual (surgery dates are spread uniformly over the accrual).
     accrual_years : float
@@ -195,9 +198,10 @@ def generate_cohort(
         n_patients, centres, image_signal=float(image_signal), start=start,
         accrual_days=accrual_days, lock=lock, rng=rng(_PATIENTS),
     )
-    latent = pd.concat(
-        [latent, risk_parameters(clinical, latent, unobserved_sd=float(unobserved_sd))], axis=1
+    risk = risk_parameters(
+        clinical, latent, unobserved_sd=float(unobserved_sd), image_signal=float(image_signal)
     )
+    latent = pd.concat([latent, risk], axis=1)
     rates = centres.set_index("centre")["loss_rate_per_year"]
     latent["loss_rate_per_year"] = rates.reindex(latent["centre"]).to_numpy(float)
     latent["mri_gap_days"] = (clinical["surgery_date"] - clinical["mri_date"]).dt.days.to_numpy()
