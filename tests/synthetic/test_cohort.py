@@ -106,7 +106,7 @@ RANGES = {
     "satellite": (0.15, 0.25),
     "Edmondson III-IV": (0.30, 0.50),
     "complete capsule": (0.50, 0.60),
-    "Child-Pugh A": (0.93, 0.995),
+    "Child-Pugh A": (0.93, 0.97),
     "ALBI grade 1": (0.60, 0.70),
     "ECOG 0": (0.85, 0.97),
     "non-HCC histology": (0.01, 0.04),

@@ -71,14 +71,15 @@ def _demographics(n, west, rng) -> dict[str, np.ndarray]:
 
 def _liver(n, age, male, aet, rng) -> dict[str, np.ndarray]:
     cirr = rng.random(n) < expit(logit(_CIRRHOSIS_P[aet]) + 0.02 * (age - 55))
-    # liver dysfunction: Child-Pugh A ~95 %, ALBI grade 1/2 ~ 60-70 / 30-40 %
+    # liver dysfunction: Child-Pugh A ~95 % (score 5 most common; B7 mostly from mild
+    # ascites with a low albumin in cirrhosis), ALBI grade 1/2 ~ 60-70 / 30-40 %
     reserve = rng.normal(0, 1, n) + 0.9 * cirr - 0.5
-    albumin = np.clip(41.0 - 2.8 * reserve + rng.normal(0, 2.8, n), 22.0, 55.0)
+    albumin = np.clip(41.0 - 3.2 * reserve + rng.normal(0, 2.5, n), 22.0, 55.0)
     bili = np.clip(np.exp(np.log(12.5) + 0.25 * reserve + rng.normal(0, 0.36, n)), 3.0, 110.0)
     inr = np.clip(1.0 + 0.05 * reserve + rng.normal(0, 0.06, n), 0.85, 2.0)
     plt = np.exp(np.log(195) - 0.38 * cirr - 0.10 * reserve + rng.normal(0, 0.33, n))
     plt = np.clip(plt, 25.0, 600.0)
-    ascites = np.where(cirr & (rng.random(n) < 0.04 * np.exp(0.5 * reserve)), 1, 0)
+    ascites = np.where(cirr & (rng.random(n) < 0.07 * np.exp(1.0 * reserve)), 1, 0)
     enceph = (rng.random(n) < 0.002 * cirr).astype(int)
     portal_ht = cirr & ((plt < 100) | (rng.random(n) < 0.08))
     creat = np.exp(np.log(np.where(male, 80.0, 62.0)) + 0.005 * (age - 55) + rng.normal(0, 0.18, n))
