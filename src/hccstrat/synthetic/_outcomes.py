@@ -8,8 +8,9 @@ Recurrence has two competing sources (times in months from surgery):
   (roughly in DOMAIN.md's order: MVI / macrovascular invasion, AFP, size, number,
   satellite nodules, grade, R1 margin, no capsule, ALBI, male sex), the latent
   ``aggressiveness``, the immune phenotype (inflamed HR 0.64, desert 1.28 at
-  ``image_signal`` 1: only the H&E slide shows it) and the ``unobserved_risk``. Adjuvant and neoadjuvant therapy
-  multiply this hazard (heterogeneous hazard ratios, see :func:`treatment_log_hr`).
+  ``image_signal`` 1: only the H&E slide shows it) and the ``unobserved_risk``.
+  Adjuvant and neoadjuvant therapy multiply this hazard (heterogeneous hazard ratios,
+  see :func:`treatment_log_hr`).
 - **late** (de novo, multicentric), Weibull ``H_l(t) = exp(a_l + lp_late) * (t/12)^k``,
   driven by cirrhosis, viral aetiology, age, male sex, ALBI and a little aggressiveness.
 
