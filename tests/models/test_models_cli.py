@@ -74,6 +74,13 @@ def test_train_benefit_cli(tmp_path, cohort):
         )
     assert res.exit_code == 0, res.output
     assert (tmp_path / "b.hccmodel.sha256").is_file()
+    # the cross-fitted policy check is printed and kept on the model card
+    assert "cross-fitted on" in res.output and "validated" in res.output
+    from hccstrat.models import read_model_card
+
+    check = read_model_card(tmp_path / "b.hccmodel").metrics["policy_check"]
+    assert check["folds"] == 3 and check["lo"] <= check["estimate"] <= check["hi"]
+    assert isinstance(check["validated"], bool)
 
 
 def test_missing_file_is_a_clean_error(tmp_path):
@@ -91,4 +98,8 @@ def test_demo_stage(tmp_path):
     assert "PROXIES" in sections[0].body
     assert sections[0].numbers["c_index"]["PRE (clinical + MRI)"] > 0.6
     assert 0 <= sections[1].numbers["abstention_rate"] <= 1
+    check = sections[1].numbers["policy_check"]
+    assert check["n"] > 100 and "Policy check" in sections[1].body
+    if not check["validated"]:  # the model abstains for everyone
+        assert sections[1].numbers["abstention_rate"] == 1.0
     assert (tmp_path / "models" / "pre.hccmodel").is_file() and steps

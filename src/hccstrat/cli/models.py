@@ -86,18 +86,26 @@ def _train(stage: str, clinical, out, radiomics, time, wsi, **params) -> None:
         y = endpoint(X, "aggressive")
     model.fit(X, y)
     metrics = {"apparent_c_index": model.score(X, y)}
+    limitations = [f"inputs: {model.lacking_.summary()}"]
+    check = getattr(model, "policy_check_", None)
+    if check is not None:
+        metrics["policy_check"] = check.to_dict()
+        if not check.validated:
+            limitations.append(f"{check.summary()}: no individual recommendation is given")
     card = save_model(
         model,
         out,
         name=f"hccstrat-{stage}",
         intended_use=_INTENDED[stage],
         metrics=metrics,
-        limitations=[f"inputs: {model.lacking_.summary()}"],
+        limitations=limitations,
     )
     con = Console()
     con.print(f"[bold]{stage.upper()} model saved[/] to {out} (sha256 {card.payload_sha256[:12]}…)")
     con.print(f"inputs: {model.lacking_.summary()}")
     con.print(f"apparent C-index (training data): {metrics['apparent_c_index']:.3f}")
+    if check is not None:
+        con.print(check.summary(), markup=False)
 
 
 _CLIN = typer.Option(..., "--clinical", help="Canonical clinical table (CSV/Excel/Parquet).")

@@ -21,6 +21,8 @@ from hccstrat.models.benefit import (
     NO_RECOMMENDATION,
     BenefitPrediction,
     OverlapWarning,
+    PolicyCheck,
+    PolicyWarning,
     TreatmentBenefitModel,
     propensity_overlap,
 )
@@ -47,6 +49,8 @@ __all__ = [
     "ModelCard",
     "OverlapWarning",
     "PatientGroupKFold",
+    "PolicyCheck",
+    "PolicyWarning",
     "PostModel",
     "PreModel",
     "RSFBaseline",

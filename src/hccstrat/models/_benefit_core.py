@@ -3,8 +3,8 @@
 Notation: arms ``a = 0..A-1`` (0 = reference, surgery alone), horizon ``τ`` (24
 months), target ``Y`` either ``1[T > τ]`` (2-year RFS) or ``min(T, τ)`` (RMST).
 
-- **Propensity** ``e_a(x)``: multinomial logistic regression, clipped to
-  ``[clip, 1]`` for weighting.
+- **Propensity** ``e_a(x)``: multinomial logistic regression (L2 penalty chosen by
+  cross-validated log loss unless given), clipped to ``[clip, 1]`` for weighting.
 - **T-learner**: one survival model per arm (gradient-boosted Cox by default),
   fitted on that arm's patients with stabilised inverse-probability-of-treatment
   weights (IPTW) so each arm's model targets the whole population; or one
@@ -23,6 +23,7 @@ months), target ``Y`` either ``1[T > τ]`` (2-year RFS) or ``min(T, τ)`` (RMST)
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,7 +50,7 @@ class CoreParams:
     max_depth: int = 2
     min_samples_leaf: int = 10
     subsample: float = 0.8
-    propensity_c: float = 1.0
+    propensity_c: float | None = None
     clip: float = 0.05
     n_folds: int = 2
     iptw_outcome: bool = True
@@ -59,9 +60,19 @@ class CoreParams:
 
 
 def _fit_propensity(Z: np.ndarray, arm: np.ndarray, p: CoreParams):
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 
-    return LogisticRegression(C=p.propensity_c, max_iter=2000).fit(Z, arm)
+    if p.propensity_c is not None:
+        return LogisticRegression(C=p.propensity_c, max_iter=2000).fit(Z, arm)
+    # penalty by cross-validated log loss: a fixed weak penalty on ~100 features fits
+    # noise (propensities of 0.02-0.9 where treatment was randomised), and the IPW
+    # terms of the DR pseudo-outcomes and of the policy check inherit that error
+    kw = {}
+    if "use_legacy_attributes" in inspect.signature(LogisticRegressionCV).parameters:
+        kw = {"l1_ratios": (0.0,), "use_legacy_attributes": False}  # scikit-learn >= 1.8
+    return LogisticRegressionCV(
+        Cs=np.logspace(-3, 1, 9), cv=3, scoring="neg_log_loss", max_iter=2000, **kw
+    ).fit(Z, arm)
 
 
 def _propensity(model, Z: np.ndarray, n_arms: int) -> np.ndarray:

@@ -154,6 +154,11 @@ def run_demo(cohort, out_dir: Path, *, seed: int, progress) -> list:
         + ", ".join(f"{html.escape(str(k))}: {v}" for k, v in numbers["recommended"].items())
         + ".</p>"
     ]
+    if ben.policy_check_ is not None:
+        numbers["policy_check"] = ben.policy_check_.to_dict()
+        summary.append(
+            f"<p>Policy check (training data): {html.escape(ben.policy_check_.summary())}.</p>"
+        )
     if oracle is not None and all(f"true_rfs24_{a}" in oracle for a in ARMS):
         T = oracle.loc[test & keep, [f"true_rfs24_{a}" for a in ARMS]].to_numpy()
         pol = tab["policy"].map({a: i for i, a in enumerate(ARMS)}).to_numpy()

@@ -19,6 +19,12 @@ expected under the regimen mix clinicians chose for similar patients,
 Propensity overlap is checked in ``fit`` (:func:`propensity_overlap`); poor overlap
 raises an :class:`OverlapWarning` and patients outside the common support are
 flagged in predictions.
+
+``fit`` also checks, cross-fitted on the training data, that following the individual
+recommendations does better than the default regimen for everyone
+(:mod:`hccstrat.models._policy_check`, ``policy_check_``). When it cannot show that,
+a :class:`PolicyWarning` is raised and every patient gets ``"no confident
+recommendation"`` (the estimates stay available).
 """
 
 from __future__ import annotations
@@ -41,12 +47,15 @@ from hccstrat.exceptions import (
 from hccstrat.models._base import check_target, concordance, training_summary
 from hccstrat.models._benefit_core import CoreParams, fit_core
 from hccstrat.models._features import FeatureAssembler
+from hccstrat.models._policy_check import PolicyCheck, PolicyWarning, check_policy
 
 __all__ = [
     "ARMS",
     "NO_RECOMMENDATION",
     "BenefitPrediction",
     "OverlapWarning",
+    "PolicyCheck",
+    "PolicyWarning",
     "TreatmentBenefitModel",
     "propensity_overlap",
 ]
@@ -167,8 +176,9 @@ class TreatmentBenefitModel(BaseEstimator):
         Image feature prefixes (``None`` = MRI and WSI features when present).
     n_estimators, learning_rate, max_depth, min_samples_leaf, subsample
         Gradient-boosting settings of the outcome models.
-    propensity_c : float
-        Inverse L2 penalty of the propensity model.
+    propensity_c : float or None
+        Inverse L2 penalty of the propensity model (None: chosen by 3-fold
+        cross-validated log loss over 1e-3 to 10).
     clip : float
         Propensity floor for weights; overlap threshold.
     n_folds : int
@@ -183,6 +193,10 @@ class TreatmentBenefitModel(BaseEstimator):
         regimen ("best"; the abstention is still reported in ``recommended`` /
         ``confident``). On the synthetic benchmark (small true heterogeneity, noisy
         individual estimates) "default" gives the higher policy value.
+    validation_folds : int
+        Folds of the cross-fitted check of the recommendations against the default
+        regimen for everyone (0 = no check; recommendations are then never withheld
+        for the whole cohort). Costs that many extra fits.
     s_alpha : float
         Elastic-net penalty of the S-learner's Cox model.
     interaction_penalty : float
@@ -209,12 +223,13 @@ class TreatmentBenefitModel(BaseEstimator):
         max_depth: int = 2,
         min_samples_leaf: int = 10,
         subsample: float = 0.8,
-        propensity_c: float = 1.0,
+        propensity_c: float | None = None,
         clip: float = 0.05,
         n_folds: int = 2,
         n_bootstrap: int = 20,
         confidence: float = 0.9,
         fallback: str = "default",
+        validation_folds: int = 3,
         s_alpha: float = 0.01,
         interaction_penalty: float = 3.0,
         horizon: float = 24.0,
@@ -237,6 +252,7 @@ class TreatmentBenefitModel(BaseEstimator):
         self.n_bootstrap = n_bootstrap
         self.confidence = confidence
         self.fallback = fallback
+        self.validation_folds = validation_folds
         self.s_alpha = s_alpha
         self.interaction_penalty = interaction_penalty
         self.horizon = horizon
@@ -344,6 +360,21 @@ class TreatmentBenefitModel(BaseEstimator):
             except ModelError as err:  # one failed replicate is recorded, the rest go on
                 log.warning("bootstrap replicate %d failed: %s", b + 1, err)
         self.n_bootstrap_failed_ = int(self.n_bootstrap) - len(self.bootstrap_cores_)
+        #: cross-fitted gain of the recommendations over ``default_arm_`` (or None)
+        self.policy_check_: PolicyCheck | None = None
+        if int(self.validation_folds) >= 2:
+            if progress is not None:
+                progress(f"benefit model policy check ({self.validation_folds} folds)")
+            self.policy_check_ = check_policy(self, X, y, arm, ARMS, int(self.validation_folds))
+            log.info("%s", self.policy_check_.summary())
+            if not self.policy_check_.validated:
+                warnings.warn(
+                    f"{self.policy_check_.summary()}: every patient gets "
+                    f"'{NO_RECOMMENDATION}' and the policy falls back to "
+                    f"{self.default_arm_}",
+                    PolicyWarning,
+                    stacklevel=2,
+                )
         self.training_summary_ = training_summary(X, y)
         self.feature_names_in_ = np.asarray(list(X.columns), dtype=object)
         return self
@@ -395,6 +426,9 @@ class TreatmentBenefitModel(BaseEstimator):
                 [b[self.criterion][rows, best] - b[self.criterion][rows, second] for b in boots]
             )
             confident = np.quantile(diff, lo_q, axis=0) > 0
+        check = getattr(self, "policy_check_", None)
+        if check is not None and not check.validated:
+            confident[:] = False  # the recommendations did not beat the default regimen
         tab["best_arm"] = np.asarray(ARMS, dtype=object)[best]
         tab["confident"] = confident
         tab["recommended"] = np.where(confident, tab["best_arm"], NO_RECOMMENDATION)
