@@ -204,6 +204,10 @@ def test_policy_check_validates_a_real_subgroup_effect(wide):
     assert 0.05 < check.estimate < 0.35 and check.lo > 0
     assert 0.2 < check.deviating < 0.9
     assert check.to_dict()["validated"] is True and "-> validated" in check.summary()
+    # doubly robust arm means: P(T > 24) = exp(-0.96) = 0.38 without TACE+TKI
+    for arm in ("surgery_alone", "TACE"):
+        mean, se = check.arm_means[arm]
+        assert abs(mean - np.exp(-0.96)) < 0.08 and 0 < se < 0.05
     tab = m.predict_benefit(X).table
     assert tab["confident"].any()
     rec = tab.loc[tab["confident"], ["recommended"]].assign(mvi=mvi[tab["confident"]])

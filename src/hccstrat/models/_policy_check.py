@@ -58,6 +58,9 @@ class PolicyCheck:
     lo, hi : float
         Interval at ``confidence``.
     confidence : float
+    arm_means : dict
+        Doubly robust (cross-fitted AIPW) mean outcome under each regimen for
+        everyone, with its standard error: ``{arm: (mean, se)}``.
     """
 
     criterion: str
@@ -70,6 +73,7 @@ class PolicyCheck:
     lo: float
     hi: float
     confidence: float
+    arm_means: dict
 
     @property
     def validated(self) -> bool:
@@ -156,4 +160,8 @@ def check_policy(
         lo=est - z * se,
         hi=est + z * se,
         confidence=float(model.confidence),
+        arm_means={
+            a: (float(phi[:, j].mean()), float(phi[:, j].std(ddof=1) / np.sqrt(n)))
+            for j, a in enumerate(arms)
+        },
     )
