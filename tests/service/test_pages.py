@@ -154,6 +154,47 @@ def test_slide_thumbnail_with_heatmap_and_regimen(sqlite_app, tmp_path):
         assert 'data-testid="recommended">TACE' in page and "63–79 %" in page
 
 
+def test_regimen_withheld_by_the_policy_check_says_why(sqlite_app):
+    from hccstrat.models import PolicyCheck
+    from hccstrat.service.model_scorer import benefit_explanation
+    from hccstrat.service.scoring import ScoreResult
+
+    check = PolicyCheck(criterion="rfs", default_arm="TACE", n=2651, folds=3, deviating=0.57,
+                        estimate=-0.002, se=0.02, lo=-0.034, hi=0.031, confidence=0.9,
+                        arm_means={})
+
+    class Benefit:
+        """Benefit prediction of a model whose recommendations were not validated."""
+
+        name, version = "benefit-test", "2"
+
+        def __call__(self, clinical, features):
+            row = {"rfs24_surgery_alone": 0.52, "rfs24_surgery_alone_lo": 0.45,
+                   "rfs24_surgery_alone_hi": 0.6, "rfs24_TACE": 0.61, "rfs24_TACE_lo": 0.55,
+                   "rfs24_TACE_hi": 0.68, "best_arm": "TACE",
+                   "recommended": "no confident recommendation", "policy": "TACE",
+                   "confident": False, "gain_rfs24": 0.02, "outside_support": False}
+            expl = benefit_explanation(row, ("surgery_alone", "TACE"), 0.9, check)
+            assert expl["regimen"]["policy_validated"] is False
+            return ScoreResult(0.61, expl)
+
+    app = sqlite_app()
+    app.state.settings.scorers["BENEFIT"] = Benefit()
+    with TestClient(app) as client:
+        seed_accounts(app)
+        h = login(client, "a_investigator")
+        client.post(
+            "/api/patients", headers=h, json={"patient_id": "P-NV", "centre": "A", "clinical": {}}
+        )
+        r = client.post("/api/patients/P-NV/predictions", headers=h, json={"kind": "BENEFIT"})
+        assert r.status_code == 201, r.text
+        page = client.get("/patients/P-NV", headers=h).text
+    assert 'data-testid="recommended">No confident recommendation' in page
+    assert "not shown to do better than one regimen for everyone" in page
+    assert "gain in 2-year RFS -0.2 points (90% CI -3.4 to +3.1) -&gt; NOT validated" in page
+    assert "intervals of the best two regimens overlap" not in page
+
+
 def test_monitoring_shows_input_and_score_drift(app_client):
     from hccstrat.storage.models import ModelVersion, Patient, Prediction
 

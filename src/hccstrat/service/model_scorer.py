@@ -128,20 +128,33 @@ class ModelScorer:
             raise ModelError(f"model {self.name!r} cannot score this record: {err}",
                              hint="check the clinical record against hccstrat.schema") from err
         expl = benefit_explanation(pred.table.iloc[0], pred.arms,
-                                   float(getattr(self.model, "confidence", 0.9)))
+                                   float(getattr(self.model, "confidence", 0.9)),
+                                   getattr(self.model, "policy_check_", None))
         reg = expl["regimen"]
         return ScoreResult(float(reg["arms"][reg["policy"]]["rfs24"]), expl)
 
 
-def benefit_explanation(row, arms, confidence: float) -> dict[str, Any]:
+def benefit_explanation(row, arms, confidence: float, policy_check=None) -> dict[str, Any]:
     """Explanation of a benefit prediction (one row of ``BenefitPrediction.table``).
+
+    Parameters
+    ----------
+    row : Series
+        One row of the prediction table.
+    arms : tuple of str
+        Regimens.
+    confidence : float
+        Level of the intervals.
+    policy_check : PolicyCheck, optional
+        The model's cross-fitted check of its recommendations (``policy_check_``).
 
     Returns
     -------
     dict
         ``{"regimen": {"arms": {arm: {"rfs24", "lo", "hi"}}, "best_arm", "recommended",
         "policy", "confident", "confidence", "gain_rfs24", "gain_lo", "gain_hi",
-        "outside_support"}}``, the form the patient page renders.
+        "outside_support", "policy_validated", "policy_check"}}``, the form the patient
+        page renders (``policy_validated`` is None for a model without the check).
     """
     def num(key):
         v = row.get(key)
@@ -154,7 +167,9 @@ def benefit_explanation(row, arms, confidence: float) -> dict[str, Any]:
         "policy": str(row["policy"]), "confident": bool(row["confident"]),
         "confidence": float(confidence), "gain_rfs24": num("gain_rfs24"),
         "gain_lo": num("gain_rfs24_lo"), "gain_hi": num("gain_rfs24_hi"),
-        "outside_support": bool(row.get("outside_support", False))}}
+        "outside_support": bool(row.get("outside_support", False)),
+        "policy_validated": None if policy_check is None else bool(policy_check.validated),
+        "policy_check": None if policy_check is None else policy_check.summary()}}
 
 
 def parse_model_specs(specs: list[str]) -> dict[str, ModelScorer]:
