@@ -233,3 +233,11 @@ def test_policy_check_withholds_recommendations_without_heterogeneity(wide):
         learner="s", n_bootstrap=3, validation_folds=0, random_state=0
     ).fit(X, endpoint(X, "rfs"))
     assert m0.policy_check_ is None
+
+
+def test_policy_check_summary_when_no_patient_deviates():
+    from hccstrat.models import PolicyCheck
+
+    c = PolicyCheck(criterion="rfs", default_arm="TACE", n=50, folds=3, deviating=0.0,
+                    estimate=0.0, se=0.0, lo=0.0, hi=0.0, confidence=0.9, arm_means={})
+    assert not c.validated and "nothing to validate" in c.summary()

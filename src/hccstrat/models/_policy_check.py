@@ -82,6 +82,12 @@ class PolicyCheck:
 
     def summary(self) -> str:
         """One line for logs, reports and the model card."""
+        if self.deviating == 0:
+            return (
+                f"individual recommendations vs {self.default_arm} for everyone, cross-fitted "
+                f"on {self.n} patients ({self.folds} folds): no patient was recommended another "
+                "regimen, nothing to validate -> NOT validated"
+            )
         unit = "in 2-year RFS" if self.criterion == "rfs" else "months of RMST"
         scale = 100 if self.criterion == "rfs" else 1
         pts = " points" if self.criterion == "rfs" else ""
