@@ -241,3 +241,19 @@ def test_policy_check_summary_when_no_patient_deviates():
     c = PolicyCheck(criterion="rfs", default_arm="TACE", n=50, folds=3, deviating=0.0,
                     estimate=0.0, se=0.0, lo=0.0, hi=0.0, confidence=0.9, arm_means={})
     assert not c.validated and "nothing to validate" in c.summary()
+
+
+def test_policy_check_that_cannot_run_withholds_recommendations(wide):
+    # 12 patients had TACE+TKI: enough for the full fit (>= 10 per arm), not for a fit
+    # on two thirds of them; the check fails, is recorded, and the model abstains
+    X = _randomised(wide, np.zeros(len(wide)), seed=2)
+    tki = np.flatnonzero((X["adjuvant"] == "TACE+TKI").to_numpy())
+    X.loc[X.index[tki[12:]], "adjuvant"] = "TACE"
+    with pytest.warns(PolicyWarning, match="could not run"):
+        m = TreatmentBenefitModel(learner="s", n_bootstrap=0, random_state=0).fit(
+            X, endpoint(X, "rfs")
+        )
+    assert m.policy_check_ is None and "too few patients" in m.policy_check_error_
+    assert not m.recommendations_validated_
+    tab = m.predict_benefit(X.head(20)).table
+    assert (tab["recommended"] == NO_RECOMMENDATION).all()

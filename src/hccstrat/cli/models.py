@@ -88,10 +88,17 @@ def _train(stage: str, clinical, out, radiomics, time, wsi, **params) -> None:
     metrics = {"apparent_c_index": model.score(X, y)}
     limitations = [f"inputs: {model.lacking_.summary()}"]
     check = getattr(model, "policy_check_", None)
+    check_error = getattr(model, "policy_check_error_", None)
     if check is not None:
         metrics["policy_check"] = check.to_dict()
         if not check.validated:
             limitations.append(f"{check.summary()}: no individual recommendation is given")
+    if check_error:
+        metrics["policy_check"] = {"error": check_error, "validated": False}
+        limitations.append(
+            f"the policy check could not run ({check_error}): no individual recommendation "
+            "is given"
+        )
     card = save_model(
         model,
         out,
@@ -106,6 +113,8 @@ def _train(stage: str, clinical, out, radiomics, time, wsi, **params) -> None:
     con.print(f"apparent C-index (training data): {metrics['apparent_c_index']:.3f}")
     if check is not None:
         con.print(check.summary(), markup=False)
+    if check_error:
+        con.print(f"the policy check could not run: {check_error}", markup=False)
 
 
 _CLIN = typer.Option(..., "--clinical", help="Canonical clinical table (CSV/Excel/Parquet).")

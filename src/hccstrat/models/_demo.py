@@ -154,6 +154,10 @@ def run_demo(cohort, out_dir: Path, *, seed: int, progress) -> list:
         + ", ".join(f"{html.escape(str(k))}: {v}" for k, v in numbers["recommended"].items())
         + ".</p>"
     ]
+    if ben.policy_check_error_:
+        summary.append(
+            f"<p>Policy check could not run: {html.escape(ben.policy_check_error_)}.</p>"
+        )
     if ben.policy_check_ is not None:
         numbers["policy_check"] = ben.policy_check_.to_dict()
         summary.append(

@@ -362,16 +362,25 @@ class TreatmentBenefitModel(BaseEstimator):
         self.n_bootstrap_failed_ = int(self.n_bootstrap) - len(self.bootstrap_cores_)
         #: cross-fitted gain of the recommendations over ``default_arm_`` (or None)
         self.policy_check_: PolicyCheck | None = None
+        #: why the policy check could not run (then the model abstains for everyone)
+        self.policy_check_error_: str | None = None
         if int(self.validation_folds) >= 2:
             if progress is not None:
                 progress(f"benefit model policy check ({self.validation_folds} folds)")
-            self.policy_check_ = check_policy(self, X, y, arm, ARMS, int(self.validation_folds))
-            log.info("%s", self.policy_check_.summary())
-            if not self.policy_check_.validated:
+            try:
+                self.policy_check_ = check_policy(
+                    self, X, y, arm, ARMS, int(self.validation_folds)
+                )
+            except ModelError as err:  # e.g. an arm too small to refit on a fold
+                self.policy_check_error_ = err.message
+                reason = f"the policy check could not run ({err.message})"
+            else:
+                log.info("%s", self.policy_check_.summary())
+                reason = self.policy_check_.summary()
+            if self.policy_check_ is None or not self.policy_check_.validated:
                 warnings.warn(
-                    f"{self.policy_check_.summary()}: every patient gets "
-                    f"'{NO_RECOMMENDATION}' and the policy falls back to "
-                    f"{self.default_arm_}",
+                    f"{reason}: every patient gets '{NO_RECOMMENDATION}' and the policy "
+                    f"falls back to {self.default_arm_}",
                     PolicyWarning,
                     stacklevel=2,
                 )
@@ -391,6 +400,15 @@ class TreatmentBenefitModel(BaseEstimator):
         """Inputs lacking at fit time."""
         self._check_fitted()
         return self.features_.lacking_
+
+    @property
+    def recommendations_validated_(self) -> bool:
+        """False when the policy check ran (or was asked for and failed) and did not
+        show that the individual recommendations beat the default regimen."""
+        if int(getattr(self, "validation_folds", 0)) < 2:
+            return True
+        check = getattr(self, "policy_check_", None)
+        return check is not None and check.validated
 
     def predict_benefit(self, X: pd.DataFrame) -> BenefitPrediction:
         """Per-patient curves, 2-year RFS/RMST per arm, recommendation and expected gain."""
@@ -426,9 +444,8 @@ class TreatmentBenefitModel(BaseEstimator):
                 [b[self.criterion][rows, best] - b[self.criterion][rows, second] for b in boots]
             )
             confident = np.quantile(diff, lo_q, axis=0) > 0
-        check = getattr(self, "policy_check_", None)
-        if check is not None and not check.validated:
-            confident[:] = False  # the recommendations did not beat the default regimen
+        if not self.recommendations_validated_:
+            confident[:] = False  # not shown to beat the default regimen for everyone
         tab["best_arm"] = np.asarray(ARMS, dtype=object)[best]
         tab["confident"] = confident
         tab["recommended"] = np.where(confident, tab["best_arm"], NO_RECOMMENDATION)

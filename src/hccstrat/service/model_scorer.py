@@ -129,12 +129,15 @@ class ModelScorer:
                              hint="check the clinical record against hccstrat.schema") from err
         expl = benefit_explanation(pred.table.iloc[0], pred.arms,
                                    float(getattr(self.model, "confidence", 0.9)),
-                                   getattr(self.model, "policy_check_", None))
+                                   getattr(self.model, "policy_check_", None),
+                                   getattr(self.model, "policy_check_error_", None))
         reg = expl["regimen"]
         return ScoreResult(float(reg["arms"][reg["policy"]]["rfs24"]), expl)
 
 
-def benefit_explanation(row, arms, confidence: float, policy_check=None) -> dict[str, Any]:
+def benefit_explanation(
+    row, arms, confidence: float, policy_check=None, policy_error: str | None = None
+) -> dict[str, Any]:
     """Explanation of a benefit prediction (one row of ``BenefitPrediction.table``).
 
     Parameters
@@ -147,6 +150,8 @@ def benefit_explanation(row, arms, confidence: float, policy_check=None) -> dict
         Level of the intervals.
     policy_check : PolicyCheck, optional
         The model's cross-fitted check of its recommendations (``policy_check_``).
+    policy_error : str, optional
+        Why the check could not run (``policy_check_error_``): not validated.
 
     Returns
     -------
@@ -168,8 +173,10 @@ def benefit_explanation(row, arms, confidence: float, policy_check=None) -> dict
         "confidence": float(confidence), "gain_rfs24": num("gain_rfs24"),
         "gain_lo": num("gain_rfs24_lo"), "gain_hi": num("gain_rfs24_hi"),
         "outside_support": bool(row.get("outside_support", False)),
-        "policy_validated": None if policy_check is None else bool(policy_check.validated),
-        "policy_check": None if policy_check is None else policy_check.summary()}}
+        "policy_validated": (False if policy_error else None if policy_check is None
+                             else bool(policy_check.validated)),
+        "policy_check": (f"the policy check could not run: {policy_error}" if policy_error
+                         else None if policy_check is None else policy_check.summary())}}
 
 
 def parse_model_specs(specs: list[str]) -> dict[str, ModelScorer]:
