@@ -143,7 +143,7 @@ def test_s_learner_and_point_estimate_fallback(cohort, wide):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", OverlapWarning)
         m = TreatmentBenefitModel(
-            learner="s", n_bootstrap=3, fallback="best", random_state=0
+            learner="s", n_bootstrap=3, fallback="best", validation_folds=0, random_state=0
         ).fit(wide, y)
     tab = m.predict_benefit(wide.head(60)).table
     vals = tab[[f"rfs24_{a}" for a in ARMS]].to_numpy()
@@ -233,6 +233,14 @@ def test_policy_check_withholds_recommendations_without_heterogeneity(wide):
         learner="s", n_bootstrap=3, validation_folds=0, random_state=0
     ).fit(X, endpoint(X, "rfs"))
     assert m0.policy_check_ is None
+    # fallback="best" follows the point estimates only when they were validated
+    with pytest.warns(PolicyWarning):
+        mb = TreatmentBenefitModel(
+            learner="s", n_bootstrap=0, fallback="best", random_state=0
+        ).fit(X, endpoint(X, "rfs"))
+    tab_b = mb.predict_benefit(X).table
+    assert (tab_b["policy"] == mb.default_arm_).all()
+    assert (tab_b["best_arm"] != mb.default_arm_).any()
 
 
 def test_policy_check_summary_when_no_patient_deviates():

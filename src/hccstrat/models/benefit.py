@@ -191,7 +191,8 @@ class TreatmentBenefitModel(BaseEstimator):
         ``policy`` for a patient without a confident recommendation: the regimen
         best on average in the training data ("default") or the point estimate's best
         regimen ("best"; the abstention is still reported in ``recommended`` /
-        ``confident``). On the synthetic benchmark (small true heterogeneity, noisy
+        ``confident``; "default" whenever the policy check did not validate the
+        recommendations). On the synthetic benchmark (small true heterogeneity, noisy
         individual estimates) "default" gives the higher policy value.
     validation_folds : int
         Folds of the cross-fitted check of the recommendations against the default
@@ -449,7 +450,9 @@ class TreatmentBenefitModel(BaseEstimator):
         tab["best_arm"] = np.asarray(ARMS, dtype=object)[best]
         tab["confident"] = confident
         tab["recommended"] = np.where(confident, tab["best_arm"], NO_RECOMMENDATION)
-        fallback = tab["best_arm"] if self.fallback == "best" else self.default_arm_
+        # the point estimates' policy is what the check found no better than the default
+        best_ok = self.fallback == "best" and self.recommendations_validated_
+        fallback = tab["best_arm"] if best_ok else self.default_arm_
         tab["policy"] = np.where(confident, tab["best_arm"], fallback)
         for key, label in (("rfs", "rfs24"), ("rmst", "rmst24")):
             cur = (main["propensity"] * main[key]).sum(1)
