@@ -140,9 +140,9 @@ def generate_cohort(
         traces (MRI rim / margin / peritumoral enhancement, washout, immune
         infiltration, stroma, necrosis, macrotrabecular pattern). 0: images carry no
         signal beyond the clinical table; 1: calibrated default; > 1: stronger.
-        Risks depend on it only through the immune phenotype (redrawn with it), whose
-        prognostic effect on early recurrence scales with it, and so does the benefit
-        of TACE+TKI and neoadjuvant therapy.
+        Risks depend on it only through the immune phenotype, which is redrawn with
+        it: the phenotype's prognostic effect on early recurrence scales with it, and
+        the benefit of TACE+TKI and neoadjuvant therapy follows the redrawn phenotype.
     start_date : str or Timestamp
         First day of accrual (surgery dates are spread uniformly over the accrual).
     accrual_years : float
