@@ -280,7 +280,11 @@ def main(argv: list[str] | None = None) -> int:
         abst = f"{(~btab['confident']).mean():.0%} ({kw['n_bootstrap']} boot)"
         brow_add(name, "point estimate", value(btab["best_arm"]), abst, secs)
         brow_add(name, f"policy (abstain -> {m.default_arm_})", value(btab["policy"]), abst, secs)
-        checks.append(f"  {name}: {m.policy_check_.summary()}")
+        checks.append(
+            f"  {name}: "
+            + (m.policy_check_.summary() if m.policy_check_ is not None
+               else f"could not run: {m.policy_check_error_}")
+        )
     # reference ceiling: the correct model form on the TRUE latent effect modifiers
     t = time.time()
     brow_add(
