@@ -155,6 +155,7 @@ def run_demo(cohort, out_dir: Path, *, seed: int, progress) -> list:
         + ".</p>"
     ]
     if ben.policy_check_error_:
+        numbers["policy_check"] = {"error": ben.policy_check_error_, "validated": False}
         summary.append(
             f"<p>Policy check could not run: {html.escape(ben.policy_check_error_)}.</p>"
         )
