@@ -132,3 +132,29 @@ def test_encoder_settings_and_option_parsing(tmp_path, tiny_timm):
             parse_encoder_option(text)
     with pytest.raises(ConfigError, match="weights"):
         ServiceSettings(data_dir=tmp_path, encoders={"u": {"kind": "uni"}})
+
+
+def test_worker_keeps_the_encoder_between_jobs_until_the_weights_change(tmp_path, tiny_timm):
+    import shutil
+
+    from hccstrat.exceptions import ModelError
+    from hccstrat.service.encoders import EncoderSpec
+    from hccstrat.service.worker import JobWorker
+
+    ck, digest, _ = tiny_timm
+    mine = tmp_path / "w.pth"
+    shutil.copy(ck, mine)
+    worker = JobWorker(None, None, b"")
+    spec = EncoderSpec("timm:test_resnet", mine, digest, {"device": "cpu"})
+    first = worker.encoder(spec)
+    # an equal spec: not loaded (nor its weights hashed) again
+    same = EncoderSpec("timm:test_resnet", mine, digest, {"device": "cpu"})
+    assert worker.encoder(same) is first
+    builtin = worker.encoder(EncoderSpec("builtin"))
+    assert builtin is not first and worker.encoder(EncoderSpec("builtin")) is builtin
+    # one encoder is kept at a time: back to the first spec builds it again
+    assert worker.encoder(spec) is not first
+    # the weights file replaced by one with another checksum: built again, and refused
+    mine.write_bytes(mine.read_bytes() + b"\0")
+    with pytest.raises(ModelError, match="checksum mismatch"):
+        worker.encoder(spec)

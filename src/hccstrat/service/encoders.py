@@ -22,6 +22,7 @@ __all__ = [
     "EncoderSpec",
     "UnknownEncoderError",
     "build_encoder",
+    "encoder_cache_key",
     "encoder_names",
     "normalise_encoders",
     "parse_encoder_option",
@@ -183,6 +184,23 @@ def resolve_encoder(settings, name: str | None) -> tuple[str, EncoderSpec]:
     if name not in configured:
         raise UnknownEncoderError(name, encoder_names(settings))
     return name, configured[name]
+
+
+def encoder_cache_key(spec: EncoderSpec) -> tuple:
+    """Identity of the encoder a spec builds: kind, options, and the weights file as it
+    is now (path, size, modification time, expected checksum), so a replaced file is
+    built (and verified) again."""
+    import json
+
+    weights = None
+    if spec.checkpoint is not None:
+        try:
+            st = spec.checkpoint.stat()
+            weights = (str(spec.checkpoint.resolve()), st.st_size, st.st_mtime_ns)
+        except OSError:
+            weights = (str(spec.checkpoint), None, None)
+    opts = json.dumps(spec.options, sort_keys=True, default=str)
+    return (spec.kind.lower(), weights, spec.sha256, opts)
 
 
 def build_encoder(spec: EncoderSpec):

@@ -222,7 +222,7 @@ def embed_wsi_job(worker, job: Job, progress) -> dict[str, Any]:
     (``info["embedding"]``: the newest run; ``info["embeddings"][name]``: one per encoder).
     """
     from hccstrat.pathology.batch import WsiJobConfig, process_slide
-    from hccstrat.service.encoders import BUILTIN, build_encoder, resolve_encoder
+    from hccstrat.service.encoders import BUILTIN, resolve_encoder
     from hccstrat.service.figures import derived_dir
     from hccstrat.storage.audit import append_event
 
@@ -235,7 +235,7 @@ def embed_wsi_job(worker, job: Job, progress) -> dict[str, Any]:
     if name != BUILTIN:
         out = out / "encoders" / name
     progress(0.05, f"loading the {name} encoder")
-    encoder = build_encoder(spec)
+    encoder = worker.encoder(spec)  # kept between jobs while the weights are unchanged
     progress(0.1, "detecting tissue, tiling and embedding")
     res = process_slide(src, out, WsiJobConfig(stage="embed", mpp=mpp),
                         slide_id=f"slide-{slide.id}", encoder=encoder)

@@ -63,6 +63,22 @@ class JobWorker:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._encoder: tuple[tuple, Any] | None = None  # (cache key, encoder)
+
+    def encoder(self, spec):
+        """The encoder of ``spec``, built (and its weights verified) once and kept for the
+        next embed jobs while the spec and its weights file are unchanged.
+
+        One encoder is kept at a time (a foundation model holds ~1 GB); jobs run one
+        after another on this worker's thread, so it is never shared between jobs.
+        """
+        from hccstrat.service.encoders import build_encoder, encoder_cache_key
+
+        key = encoder_cache_key(spec)
+        if self._encoder is None or self._encoder[0] != key:
+            self._encoder = None  # release the previous one before loading the next
+            self._encoder = (key, build_encoder(spec))
+        return self._encoder[1]
 
     def recover(self) -> int:
         """Re-queue jobs interrupted by a stop; returns how many."""
