@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_ruff_reports_nothing():
-    # the environment's own ruff (the version pinned by the test extra) before PATH's
+    # the environment's own ruff (pinned by the test extra) before one on PATH
     ruff = Path(sys.executable).with_name("ruff")
     ruff = str(ruff) if ruff.is_file() else shutil.which("ruff")
     if ruff is None:
