@@ -77,11 +77,25 @@ def test_mri_viewer_from_an_uploaded_study(sqlite_app, tmp_path):
         )
 
 
+class _FixedBenefit:
+    """Benefit scorer stand-in: always the prediction table row ``row`` (two arms)."""
+
+    name, version = "benefit-test", "1"
+
+    def __init__(self, row: dict, score: float, policy_check=None) -> None:
+        self.row, self.score, self.policy_check = row, score, policy_check
+
+    def __call__(self, clinical, features):
+        from hccstrat.service.model_scorer import benefit_explanation
+        from hccstrat.service.scoring import ScoreResult
+
+        expl = benefit_explanation(self.row, ("surgery_alone", "TACE"), 0.9, self.policy_check)
+        return ScoreResult(self.score, expl)
+
+
 def test_slide_thumbnail_with_heatmap_and_regimen(sqlite_app, tmp_path):
     import matplotlib.image as mpimg
 
-    from hccstrat.service.model_scorer import benefit_explanation
-    from hccstrat.service.scoring import ScoreResult
     from hccstrat.storage.models import Patient, Slide
     from hccstrat.synthetic.wsi import default_latent, write_slide
 
@@ -96,33 +110,24 @@ def test_slide_thumbnail_with_heatmap_and_regimen(sqlite_app, tmp_path):
         texture_size=256,
     )
 
-    class Benefit:
-        """Fixed benefit prediction (test stand-in)."""
-
-        name, version = "benefit-test", "1"
-
-        def __call__(self, clinical, features):
-            row = {
-                "rfs24_surgery_alone": 0.52,
-                "rfs24_surgery_alone_lo": 0.44,
-                "rfs24_surgery_alone_hi": 0.60,
-                "rfs24_TACE": 0.71,
-                "rfs24_TACE_lo": 0.63,
-                "rfs24_TACE_hi": 0.79,
-                "best_arm": "TACE",
-                "recommended": "TACE",
-                "policy": "TACE",
-                "confident": True,
-                "gain_rfs24": 0.12,
-                "gain_rfs24_lo": 0.04,
-                "gain_rfs24_hi": 0.2,
-                "outside_support": False,
-            }
-            expl = benefit_explanation(row, ("surgery_alone", "TACE"), 0.9)
-            return ScoreResult(0.71, expl)
-
+    row = {
+        "rfs24_surgery_alone": 0.52,
+        "rfs24_surgery_alone_lo": 0.44,
+        "rfs24_surgery_alone_hi": 0.60,
+        "rfs24_TACE": 0.71,
+        "rfs24_TACE_lo": 0.63,
+        "rfs24_TACE_hi": 0.79,
+        "best_arm": "TACE",
+        "recommended": "TACE",
+        "policy": "TACE",
+        "confident": True,
+        "gain_rfs24": 0.12,
+        "gain_rfs24_lo": 0.04,
+        "gain_rfs24_hi": 0.2,
+        "outside_support": False,
+    }
     app = sqlite_app()
-    app.state.settings.scorers["BENEFIT"] = Benefit()
+    app.state.settings.scorers["BENEFIT"] = _FixedBenefit(row, 0.71)
     with TestClient(app) as client:
         seed_accounts(app)
         h = login(client, "a_investigator")
@@ -156,30 +161,20 @@ def test_slide_thumbnail_with_heatmap_and_regimen(sqlite_app, tmp_path):
 
 def test_regimen_withheld_by_the_policy_check_says_why(sqlite_app):
     from hccstrat.models import PolicyCheck
-    from hccstrat.service.model_scorer import benefit_explanation
-    from hccstrat.service.scoring import ScoreResult
 
     check = PolicyCheck(criterion="rfs", default_arm="TACE", n=2651, folds=3, deviating=0.57,
                         estimate=-0.002, se=0.02, lo=-0.034, hi=0.031, confidence=0.9,
                         arm_means={})
 
-    class Benefit:
-        """Benefit prediction of a model whose recommendations were not validated."""
-
-        name, version = "benefit-test", "2"
-
-        def __call__(self, clinical, features):
-            row = {"rfs24_surgery_alone": 0.52, "rfs24_surgery_alone_lo": 0.45,
-                   "rfs24_surgery_alone_hi": 0.6, "rfs24_TACE": 0.61, "rfs24_TACE_lo": 0.55,
-                   "rfs24_TACE_hi": 0.68, "best_arm": "TACE",
-                   "recommended": "no confident recommendation", "policy": "TACE",
-                   "confident": False, "gain_rfs24": 0.02, "outside_support": False}
-            expl = benefit_explanation(row, ("surgery_alone", "TACE"), 0.9, check)
-            assert expl["regimen"]["policy_validated"] is False
-            return ScoreResult(0.61, expl)
-
+    row = {"rfs24_surgery_alone": 0.52, "rfs24_surgery_alone_lo": 0.45,
+           "rfs24_surgery_alone_hi": 0.6, "rfs24_TACE": 0.61, "rfs24_TACE_lo": 0.55,
+           "rfs24_TACE_hi": 0.68, "best_arm": "TACE",
+           "recommended": "no confident recommendation", "policy": "TACE",
+           "confident": False, "gain_rfs24": 0.02, "outside_support": False}
+    benefit = _FixedBenefit(row, 0.61, check)
+    assert benefit(None, None).explanation["regimen"]["policy_validated"] is False
     app = sqlite_app()
-    app.state.settings.scorers["BENEFIT"] = Benefit()
+    app.state.settings.scorers["BENEFIT"] = benefit
     with TestClient(app) as client:
         seed_accounts(app)
         h = login(client, "a_investigator")
