@@ -284,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  {name}: "
             + (m.policy_check_.summary() if m.policy_check_ is not None
                else f"could not run: {m.policy_check_error_}")
+            + f"\n    {m.default_arm_reason_}"
         )
     # reference ceiling: the correct model form on the TRUE latent effect modifiers
     t = time.time()
@@ -295,8 +296,8 @@ def main(argv: list[str] | None = None) -> int:
         time.time() - t,
     )
     print(pd.DataFrame(brow).to_string(index=False))
-    print("policy checks on the training centres (the model abstains for everyone when NOT "
-          "validated):\n" + "\n".join(checks))
+    print("policy checks and default regimens on the training centres (the model abstains "
+          "for everyone when NOT validated):\n" + "\n".join(checks))
     print(
         "goal: share of oracle gain >= 90 % (the reference row shows what the correct model "
         "form reaches on the true latent modifiers at this training size)"

@@ -170,16 +170,18 @@ def test_bad_fallback_is_a_model_error(wide):
         )
 
 
-def _randomised(wide, log_hr_tki, seed=0):
+def _randomised(wide, log_hr_tki, seed=0, log_hr_tace=0.0):
     """``wide`` with randomised regimens and RFS redrawn: exponential recurrence, hazard
-    ``0.04/month x exp(log_hr)`` where TACE+TKI has ``log_hr_tki`` (per patient), no
+    ``0.04/month x exp(log_hr)`` where TACE+TKI has ``log_hr_tki`` (per patient) and
+    TACE ``log_hr_tace``, no
     deaths, administrative censoring at 36 months."""
     rng = np.random.default_rng(seed)
     X = wide.copy()
     n = len(X)
     arm = rng.integers(0, len(ARMS), n)
     X["adjuvant"] = np.asarray(ARMS, dtype=object)[arm]
-    t = rng.exponential(1.0, n) / (0.04 * np.exp(np.where(arm == 2, log_hr_tki, 0.0)))
+    log_hr = np.where(arm == 2, log_hr_tki, np.where(arm == 1, log_hr_tace, 0.0))
+    t = rng.exponential(1.0, n) / (0.04 * np.exp(log_hr))
     rec = t < 36.0
     days = pd.to_timedelta(np.round(np.minimum(t, 36.0) * 30.4375), unit="D")
     X["recurrence"] = rec
@@ -265,3 +267,57 @@ def test_policy_check_that_cannot_run_withholds_recommendations(wide):
     assert not m.recommendations_validated_
     tab = m.predict_benefit(X.head(20)).table
     assert (tab["recommended"] == NO_RECOMMENDATION).all()
+
+
+def _scores(means, n, seed=0):
+    """AIPW-like scores with the given means: a shared per-patient part (prognosis) plus
+    arm-specific noise (paired differences have sd ~0.7)."""
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(0.0, 0.4, (n, 1)) + rng.normal(0.0, 0.5, (n, len(means)))
+    return np.asarray(means)[None, :] + noise - noise.mean(axis=0)  # exactly these means
+
+
+def test_default_regimen_is_the_least_intensive_within_one_se_of_the_best():
+    from hccstrat.models._policy_check import choose_default
+
+    # 1-2 points between arms with ~5 points of standard error: the least intensive
+    j, reason = choose_default(_scores([0.60, 0.61, 0.62], 200), ARMS)
+    assert j == 0 and reason.startswith("default regimen surgery_alone")
+    assert "within 1 standard error(s)" in reason
+    # TACE far better than surgery alone (+15 points, se ~1.6) and within noise of
+    # TACE+TKI (whichever has the higher mean): TACE, without the TKI's toxicity
+    j, reason = choose_default(_scores([0.50, 0.65, 0.66], 2000, seed=1), ARMS)
+    assert j == 1 and "surgery_alone vs TACE+TKI -16.0 points (se 1.6)" in reason
+    assert "TACE vs TACE+TKI -1.0 points (se 1.5)" in reason
+    # TACE+TKI clearly best (+20 points): both others are more than 1 se worse
+    j, reason = choose_default(_scores([0.50, 0.50, 0.70], 2000, seed=2), ARMS)
+    assert j == 2 and "TACE vs TACE+TKI -20.0 points (se 1.6)" in reason
+    # ... but with a margin of 0 the best mean wins even on a small, noisy difference
+    assert choose_default(_scores([0.60, 0.61, 0.62], 200), ARMS, margin_se=0.0)[0] == 2
+    # the least intensive is the best on average: the others are only reported
+    j, reason = choose_default(_scores([0.70, 0.50, 0.50], 2000, seed=3), ARMS)
+    assert j == 0 and "TACE vs surgery_alone -" in reason
+    assert "TACE+TKI vs surgery_alone -" in reason
+    # months of RMST are reported as months
+    _, reason = choose_default(_scores([15.0, 15.0, 15.5], 300), ARMS, 1.0, "rmst")
+    assert " months (se " in reason and "points" not in reason
+
+
+def test_default_regimen_of_a_fitted_model_follows_the_evidence(wide):
+    # randomised trials: (1) TACE+TKI cuts the hazard by 70 %, TACE does nothing; (2)
+    # TACE and TACE+TKI both more than halve it (TACE+TKI a little less): TACE, without
+    # the TKI; (3) no effect and a tolerance of 3 standard errors: surgery alone
+    for log_tki, log_tace, margin, expected in (
+        (np.log(0.3), 0.0, 1.0, "TACE+TKI"),
+        (np.log(0.45), np.log(0.4), 1.0, "TACE"),
+        (0.0, 0.0, 3.0, "surgery_alone"),
+    ):
+        X = _randomised(wide, np.full(len(wide), log_tki), seed=3, log_hr_tace=log_tace)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m = TreatmentBenefitModel(
+                learner="t", n_estimators=40, n_bootstrap=0, validation_folds=0,
+                default_margin_se=margin, random_state=0,
+            ).fit(X, endpoint(X, "rfs"))
+        assert m.default_arm_ == expected, m.default_arm_reason_
+        assert m.default_arm_reason_.startswith(f"default regimen {expected}")

@@ -81,6 +81,11 @@ def test_train_benefit_cli(tmp_path, cohort):
     check = read_model_card(tmp_path / "b.hccmodel").metrics["policy_check"]
     assert check["folds"] == 3 and check["lo"] <= check["estimate"] <= check["hi"]
     assert isinstance(check["validated"], bool)
+    # so is the default regimen, with the estimates it was chosen on
+    default = read_model_card(tmp_path / "b.hccmodel").metrics["default_regimen"]
+    assert default["arm"] in ("surgery_alone", "TACE", "TACE+TKI")
+    assert default["reason"].startswith(f"default regimen {default['arm']}")
+    assert "default regimen" in res.output
 
 
 def test_missing_file_is_a_clean_error(tmp_path):
@@ -100,6 +105,7 @@ def test_demo_stage(tmp_path):
     assert 0 <= sections[1].numbers["abstention_rate"] <= 1
     check = sections[1].numbers["policy_check"]
     assert check["n"] > 100 and "Policy check" in sections[1].body
+    assert f"default regimen {sections[1].numbers['default_regimen']}" in sections[1].body
     if not check["validated"]:  # the model abstains for everyone
         assert sections[1].numbers["abstention_rate"] == 1.0
     assert (tmp_path / "models" / "pre.hccmodel").is_file() and steps

@@ -89,6 +89,9 @@ def _train(stage: str, clinical, out, radiomics, time, wsi, **params) -> None:
     limitations = [f"inputs: {model.lacking_.summary()}"]
     check = getattr(model, "policy_check_", None)
     check_error = getattr(model, "policy_check_error_", None)
+    default_reason = getattr(model, "default_arm_reason_", None)
+    if default_reason:
+        metrics["default_regimen"] = {"arm": model.default_arm_, "reason": default_reason}
     if check is not None:
         metrics["policy_check"] = check.to_dict()
         if not check.validated:
@@ -111,6 +114,8 @@ def _train(stage: str, clinical, out, radiomics, time, wsi, **params) -> None:
     con.print(f"[bold]{stage.upper()} model saved[/] to {out} (sha256 {card.payload_sha256[:12]}…)")
     con.print(f"inputs: {model.lacking_.summary()}")
     con.print(f"apparent C-index (training data): {metrics['apparent_c_index']:.3f}")
+    if default_reason:
+        con.print(default_reason, markup=False)
     if check is not None:
         con.print(check.summary(), markup=False)
     if check_error:

@@ -33,7 +33,14 @@ from hccstrat.exceptions import ModelError
 from hccstrat.models._base import censoring_survival, make_survival_learner, survival_at
 from hccstrat.models._benefit_slearner import InteractionCox
 
-__all__ = ["BenefitCore", "CoreParams", "fit_core", "match_curves"]
+__all__ = [
+    "BenefitCore",
+    "CoreParams",
+    "aipw_scores",
+    "fit_core",
+    "ipcw_outcomes",
+    "match_curves",
+]
 
 
 @dataclass
@@ -189,7 +196,7 @@ class BenefitCore:
         }
 
 
-def _ipcw_outcomes(y, arm, n_arms, horizon) -> tuple[np.ndarray, np.ndarray]:
+def ipcw_outcomes(y, arm, n_arms, horizon) -> tuple[np.ndarray, np.ndarray]:
     """IPCW-transformed RFS-at-τ and RMST-at-τ outcomes (0 where status unknown)."""
     t, e = y["time"], y["event"]
     known = e | (t >= horizon)
@@ -201,6 +208,31 @@ def _ipcw_outcomes(y, arm, n_arms, horizon) -> tuple[np.ndarray, np.ndarray]:
             g[rows] = G(np.minimum(t[rows], horizon))
     w = np.where(known, 1.0 / g, 0.0)
     return w * (t > horizon), w * np.minimum(t, horizon)
+
+
+def aipw_scores(
+    mu: np.ndarray, e: np.ndarray, arm: np.ndarray, obs: np.ndarray, clip: float
+) -> np.ndarray:
+    """Doubly robust (AIPW) scores ``φ_a = μ_a(x) + 1[A = a] (Ỹ − μ_a(x)) / e_a(x)``.
+
+    Parameters
+    ----------
+    mu, e : ndarray [n, A]
+        Outcome model's estimate under each arm and propensity of each arm.
+    arm : ndarray [n] of int
+        Arm received.
+    obs : ndarray [n]
+        IPCW-transformed observed outcome ``Ỹ``.
+    clip : float
+        Propensity floor.
+
+    Returns
+    -------
+    ndarray [n, A]
+        Their mean over patients estimates the mean outcome if everyone got arm ``a``.
+    """
+    onehot = np.eye(mu.shape[1])[arm]
+    return mu + onehot / np.clip(e, clip, 1.0) * (obs[:, None] - mu)
 
 
 def fit_core(
@@ -240,12 +272,10 @@ def fit_core(
         r, m = targets_from_curves(out_k.curves(Z[te]), p.times)
         mu["rfs"][te], mu["rmst"][te] = r, m
         e[te] = _propensity(prop_k, Z[te], p.n_arms)
-    y_rfs, y_rmst = _ipcw_outcomes(y, arm, p.n_arms, p.horizon)
-    onehot = np.eye(p.n_arms)[arm]
-    inv_e = onehot / np.clip(e, p.clip, 1.0)
+    y_rfs, y_rmst = ipcw_outcomes(y, arm, p.n_arms, p.horizon)
     contrasts = {}
     for name, obs in (("rfs", y_rfs), ("rmst", y_rmst)):
-        phi = mu[name] + inv_e * (obs[:, None] - mu[name])
+        phi = aipw_scores(mu[name], e, arm, obs, p.clip)
         for a in range(1, p.n_arms):
             reg = GradientBoostingRegressor(
                 n_estimators=100,

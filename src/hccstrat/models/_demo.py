@@ -154,6 +154,8 @@ def run_demo(cohort, out_dir: Path, *, seed: int, progress) -> list:
         + ", ".join(f"{html.escape(str(k))}: {v}" for k, v in numbers["recommended"].items())
         + ".</p>"
     ]
+    numbers["default_regimen"] = ben.default_arm_
+    summary.append(f"<p>{html.escape(ben.default_arm_reason_)}.</p>")
     if ben.policy_check_error_:
         numbers["policy_check"] = {"error": ben.policy_check_error_, "validated": False}
         summary.append(

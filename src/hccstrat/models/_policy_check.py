@@ -1,14 +1,20 @@
-"""Cross-fitted check that individual recommendations beat one regimen for everyone.
+"""The default regimen, and a cross-fitted check that individual recommendations beat it.
+
+The **default regimen** (the model's ``default_arm_``, given to everyone without a
+confident individual recommendation) is the least intensive regimen whose mean outcome
+is within one standard error of the best one's, by doubly robust estimates on the
+training data (:func:`choose_default`): a regimen that adds toxicity is not given to
+everyone on a difference the data cannot tell from noise.
 
 A treatment-benefit model recommends, for each patient, the regimen with the best
 estimated outcome. Whether following those recommendations does better than giving
-everyone the regimen best on average (the model's ``default_arm_``) is a question the
-training data can answer, without the true effects:
+everyone the default regimen is a question the training data can answer, without the
+true effects:
 
 1. the patients are split in ``K`` folds (stratified by regimen and event); for each
    fold the whole learner is refitted on the other folds and gives, for the held-out
-   patients, its individual recommendation and its regimen best on average (chosen
-   out of fold too, so that neither side profits from the noise it was chosen on);
+   patients, its individual recommendation and its default regimen (chosen out of
+   fold too, so that neither side profits from the noise it was chosen on);
 2. each held-out patient gets doubly robust (AIPW) scores of the outcome under every
    regimen, ``φ_a = μ_a(x) + 1[A = a] (Ỹ − μ_a(x)) / e_a(x)``, with the fold model's
    outcome ``μ`` and propensity ``e`` and the IPCW outcome ``Ỹ`` (2-year RFS or RMST);
@@ -30,9 +36,9 @@ from scipy.stats import norm
 from sklearn.base import clone
 from sklearn.model_selection import StratifiedKFold
 
-from hccstrat.models._benefit_core import _ipcw_outcomes
+from hccstrat.models._benefit_core import aipw_scores, ipcw_outcomes
 
-__all__ = ["PolicyCheck", "PolicyWarning", "check_policy"]
+__all__ = ["PolicyCheck", "PolicyWarning", "check_policy", "choose_default"]
 
 
 class PolicyWarning(UserWarning):
@@ -104,6 +110,57 @@ class PolicyCheck:
         return {**asdict(self), "validated": self.validated}
 
 
+def choose_default(
+    phi: np.ndarray, arms: tuple[str, ...], margin_se: float = 1.0, criterion: str = "rfs"
+) -> tuple[int, str]:
+    """The regimen for everyone without a confident individual recommendation.
+
+    The least intensive regimen (``arms`` are ordered from least to most intensive)
+    whose doubly robust mean outcome is within ``margin_se`` standard errors of the
+    best regimen's (standard error of the paired difference): a one-standard-error
+    rule. A regimen that adds toxicity is thus not given to everyone on a difference
+    the data cannot tell from noise (TACE and TACE+TKI often differ by less than their
+    standard errors), while a clear average benefit is not given up either.
+
+    Parameters
+    ----------
+    phi : ndarray [n, A]
+        Per-patient AIPW scores (:func:`~hccstrat.models._benefit_core.aipw_scores`).
+    arms : tuple of str
+        Regimen names, least intensive first.
+    margin_se : float
+        Tolerance in standard errors (0: the best mean, whatever the noise).
+    criterion : {"rfs", "rmst"}
+        Only for the wording of the reason.
+
+    Returns
+    -------
+    index : int
+        Chosen arm.
+    reason : str
+        One line saying why, with the estimates.
+    """
+    n = len(phi)
+    scale, unit = (100.0, " points") if criterion == "rfs" else (1.0, " months")
+    best = int(np.argmax(phi.mean(axis=0)))
+    chosen, steps = best, []
+    for a in range(phi.shape[1]):
+        if a == best:
+            continue
+        d = phi[:, a] - phi[:, best]
+        est = float(d.mean())
+        se = float(d.std(ddof=1) / np.sqrt(n)) if n > 1 else float("inf")
+        steps.append(f"{arms[a]} vs {arms[best]} {scale * est:+.1f}{unit} (se {scale * se:.1f})")
+        if a < chosen and est + margin_se * se >= 0:
+            chosen = a
+    detail = "; ".join(steps) if steps else f"{arms[best]} is the only regimen"
+    return chosen, (
+        f"default regimen {arms[chosen]}: the least intensive regimen whose mean outcome for "
+        f"everyone is within {margin_se:g} standard error(s) of the best one's (doubly robust, "
+        f"training data: {detail})"
+    )
+
+
 def check_policy(
     model, X, y, arm: np.ndarray, arms: tuple[str, ...], folds: int
 ) -> PolicyCheck:
@@ -145,10 +202,9 @@ def check_policy(
         out = inner.core_.predict(inner.features_.transform(X.iloc[te]).to_numpy())
         mu[te], e[te] = out[key], out["propensity"]
         default[te] = list(arms).index(inner.default_arm_)
-    y_rfs, y_rmst = _ipcw_outcomes(y, arm, n_arms, horizon)
+    y_rfs, y_rmst = ipcw_outcomes(y, arm, n_arms, horizon)
     obs = y_rfs if key == "rfs" else y_rmst
-    clip = float(model.clip)
-    phi = mu + np.eye(n_arms)[arm] / np.clip(e, clip, 1.0) * (obs[:, None] - mu)
+    phi = aipw_scores(mu, e, arm, obs, float(model.clip))
     policy = mu.argmax(axis=1)
     rows = np.arange(n)
     diff = phi[rows, policy] - phi[rows, default]

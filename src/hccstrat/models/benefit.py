@@ -5,8 +5,11 @@ Learns, from observational data where the regimen (surgery alone / +TACE /
 each regimen (see :mod:`hccstrat.models._benefit_core` for the T-, DR- and
 S-learners, IPTW and IPCW). Uncertainty comes from a patient-level bootstrap of the
 whole fit. The ``policy`` column falls back, for patients without a confident
-recommendation, to the regimen best on average (``fallback="default"``) or to the
-point estimate's best regimen (``fallback="best"``).
+recommendation, to the default regimen (``fallback="default"``: the least intensive
+regimen whose mean outcome is within ``default_margin_se`` standard errors of the best
+one's, see
+:func:`~hccstrat.models._policy_check.choose_default`) or to the point estimate's best
+regimen (``fallback="best"``).
 
 Per patient, :meth:`TreatmentBenefitModel.predict_benefit` gives the RFS curve and
 the 2-year RFS and RMST (24 months) under each regimen with intervals, the
@@ -45,9 +48,14 @@ from hccstrat.exceptions import (
     ValidationReport,
 )
 from hccstrat.models._base import check_target, concordance, training_summary
-from hccstrat.models._benefit_core import CoreParams, fit_core
+from hccstrat.models._benefit_core import CoreParams, aipw_scores, fit_core, ipcw_outcomes
 from hccstrat.models._features import FeatureAssembler
-from hccstrat.models._policy_check import PolicyCheck, PolicyWarning, check_policy
+from hccstrat.models._policy_check import (
+    PolicyCheck,
+    PolicyWarning,
+    check_policy,
+    choose_default,
+)
 
 __all__ = [
     "ARMS",
@@ -146,7 +154,7 @@ class BenefitPrediction:
         One row per patient: ``rfs24_<arm>``/``rmst24_<arm>`` with ``_lo``/``_hi``,
         ``best_arm``, ``recommended``, ``confident``, ``policy`` (the recommended
         regimen; when not confident, the point estimate's best regimen or the
-        regimen best on average, see ``fallback``), ``current_rfs24``,
+        default regimen, see ``fallback``), ``current_rfs24``,
         ``gain_rfs24`` (+``_lo``/``_hi``), ``gain_rmst24``, ``outside_support``.
     """
 
@@ -188,12 +196,18 @@ class TreatmentBenefitModel(BaseEstimator):
     confidence : float
         Level of the intervals (e.g. 0.9).
     fallback : {"default", "best"}
-        ``policy`` for a patient without a confident recommendation: the regimen
-        best on average in the training data ("default") or the point estimate's best
+        ``policy`` for a patient without a confident recommendation: the default
+        regimen (``default_arm_``, see ``default_margin_se``) or the point estimate's best
         regimen ("best"; the abstention is still reported in ``recommended`` /
         ``confident``; "default" whenever the policy check did not validate the
         recommendations). On the synthetic benchmark (small true heterogeneity, noisy
         individual estimates) "default" gives the higher policy value.
+    default_margin_se : float
+        The default regimen (``default_arm_``, for patients without a confident
+        recommendation) is the least intensive regimen whose doubly robust mean outcome
+        on the training data is within this many standard errors of the best regimen's
+        (one-standard-error rule: no regimen adding toxicity for everyone on a
+        difference within noise; 0 = the best mean).
     validation_folds : int
         Folds of the cross-fitted check of the recommendations against the default
         regimen for everyone (0 = no check; recommendations are then never withheld
@@ -230,6 +244,7 @@ class TreatmentBenefitModel(BaseEstimator):
         n_bootstrap: int = 20,
         confidence: float = 0.9,
         fallback: str = "default",
+        default_margin_se: float = 1.0,
         validation_folds: int = 3,
         s_alpha: float = 0.01,
         interaction_penalty: float = 3.0,
@@ -253,6 +268,7 @@ class TreatmentBenefitModel(BaseEstimator):
         self.n_bootstrap = n_bootstrap
         self.confidence = confidence
         self.fallback = fallback
+        self.default_margin_se = default_margin_se
         self.validation_folds = validation_folds
         self.s_alpha = s_alpha
         self.interaction_penalty = interaction_penalty
@@ -338,8 +354,16 @@ class TreatmentBenefitModel(BaseEstimator):
         self.core_ = fit_core(Z, y, arm, params, self.random_state)
         fitted = self.core_.predict(Z)
         e = fitted["propensity"]
-        #: regimen best on average (used when no confident individual recommendation)
-        self.default_arm_ = ARMS[int(np.argmax(fitted[self.criterion].mean(0)))]
+        # regimen for everyone without a confident individual recommendation: the least
+        # intensive one within default_margin_se standard errors of the best (doubly robust)
+        obs = ipcw_outcomes(y, arm, len(ARMS), float(self.horizon))[
+            0 if self.criterion == "rfs" else 1
+        ]
+        phi = aipw_scores(fitted[self.criterion], e, arm, obs, self.clip)
+        j, self.default_arm_reason_ = choose_default(
+            phi, ARMS, float(self.default_margin_se), self.criterion
+        )
+        self.default_arm_ = ARMS[j]
         self.overlap_, self.overlap_warnings_ = propensity_overlap(e, arm, ARMS, clip=self.clip)
         for msg in self.overlap_warnings_:
             warnings.warn(msg, OverlapWarning, stacklevel=2)
