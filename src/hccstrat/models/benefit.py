@@ -5,9 +5,9 @@ Learns, from observational data where the regimen (surgery alone / +TACE /
 each regimen (see :mod:`hccstrat.models._benefit_core` for the T-, DR- and
 S-learners, IPTW and IPCW). Uncertainty comes from a patient-level bootstrap of the
 whole fit. The ``policy`` column falls back, for patients without a confident
-recommendation, to the default regimen (``fallback="default"``: the least intensive
-regimen whose mean outcome is within ``default_margin_se`` standard errors of the best
-one's, see
+recommendation, to the default regimen (``fallback="default"``: the best doubly
+robust mean outcome on the training data, or the least intensive regimen within
+``default_margin_se`` standard errors of it, see
 :func:`~hccstrat.models._policy_check.choose_default`) or to the point estimate's best
 regimen (``fallback="best"``).
 
@@ -206,8 +206,12 @@ class TreatmentBenefitModel(BaseEstimator):
         The default regimen (``default_arm_``, for patients without a confident
         recommendation) is the least intensive regimen whose doubly robust mean outcome
         on the training data is within this many standard errors of the best regimen's
-        (one-standard-error rule: no regimen adding toxicity for everyone on a
-        difference within noise; 0 = the best mean).
+        (0, the default: the best mean; 1: a one-standard-error rule that does not give
+        a more toxic regimen to everyone on a difference within noise). On the
+        synthetic benchmark, where TACE beats surgery alone by about one standard
+        error, 1 cost 0.2 points of true 2-year RFS on average over 26 cohorts (it
+        kept surgery alone too often); where more intensive regimens do not truly
+        help, it spares their toxicity.
     validation_folds : int
         Folds of the cross-fitted check of the recommendations against the default
         regimen for everyone (0 = no check; recommendations are then never withheld
@@ -244,7 +248,7 @@ class TreatmentBenefitModel(BaseEstimator):
         n_bootstrap: int = 20,
         confidence: float = 0.9,
         fallback: str = "default",
-        default_margin_se: float = 1.0,
+        default_margin_se: float = 0.0,
         validation_folds: int = 3,
         s_alpha: float = 0.01,
         interaction_penalty: float = 3.0,
@@ -354,8 +358,8 @@ class TreatmentBenefitModel(BaseEstimator):
         self.core_ = fit_core(Z, y, arm, params, self.random_state)
         fitted = self.core_.predict(Z)
         e = fitted["propensity"]
-        # regimen for everyone without a confident individual recommendation: the least
-        # intensive one within default_margin_se standard errors of the best (doubly robust)
+        # regimen for everyone without a confident individual recommendation: the best
+        # doubly robust mean (or the least intensive within default_margin_se of it)
         obs = ipcw_outcomes(y, arm, len(ARMS), float(self.horizon))[
             0 if self.criterion == "rfs" else 1
         ]
