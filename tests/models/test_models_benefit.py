@@ -202,6 +202,7 @@ def test_policy_check_validates_a_real_subgroup_effect(wide):
     )
     check = m.policy_check_
     assert check.validated and check.folds == 3 and check.n == len(X)
+    assert len(check.fold_defaults) == 3 and set(check.fold_defaults) <= set(ARMS)
     # the true gain of the policy over the best single regimen is ~0.12-0.2 in 2-year RFS
     assert 0.05 < check.estimate < 0.35 and check.lo > 0
     assert 0.2 < check.deviating < 0.9
@@ -251,6 +252,22 @@ def test_policy_check_summary_when_no_patient_deviates():
     c = PolicyCheck(criterion="rfs", default_arm="TACE", n=50, folds=3, deviating=0.0,
                     estimate=0.0, se=0.0, lo=0.0, hi=0.0, confidence=0.9, arm_means={})
     assert not c.validated and "nothing to validate" in c.summary()
+    assert "vs TACE for everyone" in c.summary()
+
+
+def test_policy_check_summary_names_fold_defaults_that_differ():
+    from hccstrat.models import PolicyCheck
+
+    kw = dict(criterion="rfs", default_arm="TACE", n=900, folds=3, deviating=0.4,
+              estimate=0.01, se=0.02, lo=-0.023, hi=0.043, confidence=0.9, arm_means={})
+    same = PolicyCheck(**kw, fold_defaults=("TACE", "TACE", "TACE"))
+    assert "vs TACE for everyone, cross-fitted on 900 patients" in same.summary()
+    mixed = PolicyCheck(**kw, fold_defaults=("TACE", "TACE+TKI", "TACE"))
+    assert (
+        "vs the default regimen for everyone (TACE for the full model; per fold: TACE, "
+        "TACE+TKI, TACE)" in mixed.summary()
+    )
+    assert mixed.to_dict()["fold_defaults"] == ("TACE", "TACE+TKI", "TACE")
 
 
 def test_policy_check_that_cannot_run_withholds_recommendations(wide):

@@ -53,7 +53,7 @@ class PolicyCheck:
     criterion : str
         ``"rfs"`` (2-year RFS, gain in probability) or ``"rmst"`` (months).
     default_arm : str
-        The regimen the policy is compared with (best on average).
+        The full model's default regimen (``default_arm_``).
     n, folds : int
         Patients and cross-fitting folds.
     deviating : float
@@ -66,6 +66,9 @@ class PolicyCheck:
     arm_means : dict
         Doubly robust (cross-fitted AIPW) mean outcome under each regimen for
         everyone, with its standard error: ``{arm: (mean, se)}``.
+    fold_defaults : tuple of str
+        The default regimen each fold's model chose on its own training part, which
+        that fold's recommendations are compared with (empty when not recorded).
     """
 
     criterion: str
@@ -79,17 +82,28 @@ class PolicyCheck:
     hi: float
     confidence: float
     arm_means: dict
+    fold_defaults: tuple = ()
 
     @property
     def validated(self) -> bool:
         """True when the interval of the gain lies above zero."""
         return bool(self.lo > 0)
 
+    def _versus(self) -> str:
+        """What the recommendations were compared with, as read in the summary."""
+        others = [a for a in self.fold_defaults if a != self.default_arm]
+        if not others:
+            return f"{self.default_arm} for everyone"
+        return (
+            f"the default regimen for everyone ({self.default_arm} for the full model; "
+            f"per fold: {', '.join(self.fold_defaults)})"
+        )
+
     def summary(self) -> str:
         """One line for logs, reports and the model card."""
         if self.deviating == 0:
             return (
-                f"individual recommendations vs {self.default_arm} for everyone, cross-fitted "
+                f"individual recommendations vs {self._versus()}, cross-fitted "
                 f"on {self.n} patients ({self.folds} folds): no patient was recommended another "
                 "regimen, nothing to validate -> NOT validated"
             )
@@ -97,7 +111,7 @@ class PolicyCheck:
         scale = 100 if self.criterion == "rfs" else 1
         pts = " points" if self.criterion == "rfs" else ""
         return (
-            f"individual recommendations vs {self.default_arm} for everyone, cross-fitted on "
+            f"individual recommendations vs {self._versus()}, cross-fitted on "
             f"{self.n} patients ({self.folds} folds; {self.deviating:.0%} recommended "
             f"another regimen): gain {unit} {scale * self.estimate:+.1f}{pts} "
             f"({self.confidence:.0%} CI {scale * self.lo:+.1f} to {scale * self.hi:+.1f}) "
@@ -196,6 +210,7 @@ def check_policy(
     n = len(X)
     mu, e = np.zeros((n, n_arms)), np.zeros((n, n_arms))
     default = np.zeros(n, int)  # each fold's own default: no winner's curse
+    fold_defaults = []
     splitter = StratifiedKFold(folds, shuffle=True, random_state=model.random_state)
     strata = arm * 2 + y["event"].astype(int)
     for tr, te in splitter.split(np.zeros(n), strata):
@@ -206,6 +221,7 @@ def check_policy(
         out = inner.core_.predict(inner.features_.transform(X.iloc[te]).to_numpy())
         mu[te], e[te] = out[key], out["propensity"]
         default[te] = list(arms).index(inner.default_arm_)
+        fold_defaults.append(inner.default_arm_)
     y_rfs, y_rmst = ipcw_outcomes(y, arm, n_arms, horizon)
     obs = y_rfs if key == "rfs" else y_rmst
     phi = aipw_scores(mu, e, arm, obs, float(model.clip))
@@ -230,4 +246,5 @@ def check_policy(
             a: (float(phi[:, j].mean()), float(phi[:, j].std(ddof=1) / np.sqrt(n)))
             for j, a in enumerate(arms)
         },
+        fold_defaults=tuple(fold_defaults),
     )
