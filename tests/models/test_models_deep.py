@@ -84,6 +84,19 @@ def test_missing_phase_is_masked_and_saliency(data):
     assert clone_params["phase_dropout"] == 0.25
 
 
+def test_saved_and_loaded_with_its_card(data, tmp_path):
+    # the CNN must be importable by name for the model to be saved (it was a class
+    # defined inside a function: save_model failed with a raw AttributeError)
+    from hccstrat.models import load_model, save_model
+
+    X, y = data
+    m = DeepPreModel(epochs=1, channels=(4,), random_state=0).fit(X.iloc[:60], y[:60])
+    card = save_model(m, tmp_path / "deep.hccmodel", name="deep PRE", intended_use="test")
+    assert card.model_class.endswith("DeepPreModel")
+    back = load_model(tmp_path / "deep.hccmodel")
+    np.testing.assert_allclose(back.predict_score(X.iloc[60:70]), m.predict_score(X.iloc[60:70]))
+
+
 def test_bad_volumes_are_clear_errors(data):
     X, y = data
     bad = X.iloc[:10].copy()

@@ -56,41 +56,6 @@ def load_crop(study, *, size: Sequence[int] = (32, 64, 64),
     return out, present
 
 
-def _torch_module():
-    import torch
-    from monai.networks.blocks import ResidualUnit
-
-    class _TumourCNN(torch.nn.Module):
-        def __init__(self, in_channels: int = 4, out_dim: int = 64,
-                     channels: Sequence[int] = (16, 32, 64), dropout: float = 0.1) -> None:
-            super().__init__()
-            self.in_channels = in_channels
-            self.out_dim = out_dim
-            layers = []
-            c_in = in_channels
-            for c in channels:
-                layers.append(ResidualUnit(spatial_dims=3, in_channels=c_in, out_channels=c,
-                                           strides=2, subunits=2, norm="INSTANCE",
-                                           dropout=dropout))
-                c_in = c
-            self.features = torch.nn.Sequential(*layers)
-            self.pool = torch.nn.AdaptiveAvgPool3d(1)
-            self.head = torch.nn.Sequential(
-                torch.nn.Linear(c_in + in_channels, out_dim), torch.nn.ReLU(),
-                torch.nn.Linear(out_dim, out_dim),
-            )
-
-        def forward(self, x, present=None):
-            if present is None:
-                present = torch.ones(x.shape[0], self.in_channels, device=x.device)
-            present = present.to(x.dtype)
-            x = x * present[:, :, None, None, None]
-            h = self.pool(self.features(x)).flatten(1)
-            return self.head(torch.cat([h, present], dim=1))
-
-    return _TumourCNN
-
-
 def TumourCNN(in_channels: int = 4, out_dim: int = 64, channels: Sequence[int] = (16, 32, 64),
               dropout: float = 0.1):
     """Build the encoder (a ``torch.nn.Module``): residual 3-D CNN from MONAI blocks.
@@ -99,9 +64,11 @@ def TumourCNN(in_channels: int = 4, out_dim: int = 64, channels: Sequence[int] =
     ``[B, in_channels]`` (1 = phase available); returns ``[B, out_dim]``.
     """
     try:
-        cls = _torch_module()
+        from hccstrat.radiology._cnn_net import TumourCNNNet
     except ImportError as err:  # pragma: no cover - torch/monai are project deps
         from hccstrat.exceptions import DependencyMissingError
 
         raise DependencyMissingError("monai", "imaging") from err
-    return cls(in_channels=in_channels, out_dim=out_dim, channels=channels, dropout=dropout)
+    return TumourCNNNet(
+        in_channels=in_channels, out_dim=out_dim, channels=channels, dropout=dropout
+    )
