@@ -105,3 +105,75 @@ def test_missing_checksum_and_missing_file(saved, tmp_path):
     (tmp_path / "junk.hccmodel").write_bytes(b"not a zip")
     with pytest.raises(ModelError, match="not a readable"):
         load_model(tmp_path / "junk.hccmodel", require_checksum_file=False)
+
+
+class _Shell:
+    """A pickle whose author wants a command run on load (it would create ``marker``)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_model_file_that_would_run_code_is_refused(saved, tmp_path):
+    import hashlib
+    import pickle
+
+    from hccstrat.io.safe_pickle import UnsafePickleError
+
+    # a malicious *author*: card checksum and .sha256 file agree with the payload
+    _, path, _ = saved
+    marker = tmp_path / "ran"
+    payload = pickle.dumps(_Shell(marker))
+
+    def same_hash(card):
+        card["payload_sha256"] = hashlib.sha256(payload).hexdigest()
+
+    evil = _copy(path, tmp_path, card_edit=same_hash, payload=payload)
+    with pytest.raises(UnsafePickleError, match=r"refers to (posix|os|nt)\.system"):
+        load_model(evil)
+    assert not marker.exists()
+
+
+def test_objects_outside_the_allow_list_need_trusted(tmp_path):
+    from argparse import Namespace
+
+    from hccstrat.io.safe_pickle import UnsafePickleError
+
+    save_model(Namespace(a=1), tmp_path / "n.hccmodel", name="n", intended_use="tests")
+    with pytest.raises(UnsafePickleError, match=r"argparse\.Namespace.*trusted=True"):
+        load_model(tmp_path / "n.hccmodel")
+    assert load_model(tmp_path / "n.hccmodel", trusted=True).a == 1
+
+
+def test_a_model_that_cannot_be_pickled_is_a_model_error(tmp_path):
+    class Local:  # defined in a function: pickle cannot find it by name
+        pass
+
+    with pytest.raises(ModelError, match="cannot be saved"):
+        save_model(Local(), tmp_path / "x.hccmodel", name="x", intended_use="tests")
+    assert not (tmp_path / "x.hccmodel").exists()
+
+
+def test_library_functions_that_touch_files_are_refused(tmp_path):
+    import pickle
+
+    from hccstrat.io.safe_pickle import UnsafePickleError, restricted_loads
+
+    class Writer:  # numpy is allowed for its classes, not for numpy.save
+        def __reduce__(self):
+            return (np.save, (str(tmp_path / "x.npy"), np.zeros(2)))
+
+    with pytest.raises(UnsafePickleError, match=r"numpy\.save"):
+        restricted_loads(pickle.dumps(Writer()), source="w.pkl")
+    assert not (tmp_path / "x.npy").exists()
+    # what models are made of still loads: arrays, frames, containers
+    import pandas as pd
+
+    obj = {"a": np.arange(3.0), "f": pd.DataFrame({"x": [1, 2]}), "s": {1, 2}, "t": slice(1)}
+    back = restricted_loads(pickle.dumps(obj))
+    assert back["a"].tolist() == [0.0, 1.0, 2.0] and back["f"]["x"].tolist() == [1, 2]

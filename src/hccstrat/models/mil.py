@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import logging
+import pickle
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -408,9 +409,13 @@ class MILModel(BaseEstimator):
         """Load a model written by :meth:`save`."""
         import torch
 
+        # weights only (no arbitrary pickle), plus the numpy arrays of the scaler/classes
+        arrays = [np.ndarray, np.dtype, np._core.multiarray._reconstruct]
+        arrays += [type(np.dtype(t)) for t in ("f4", "f8", "i4", "i8", "b1", "U1", "O")]
         try:
-            blob = torch.load(Path(path), map_location="cpu", weights_only=False)
-        except (OSError, RuntimeError, EOFError) as ex:
+            with torch.serialization.safe_globals(arrays):
+                blob = torch.load(Path(path), map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as ex:
             raise InputFileError(f"cannot read MIL model {path}: {ex}", hint="re-save it") from ex
         if not isinstance(blob, dict) or blob.get("format") != "hccstrat-mil-v1":
             raise InputFileError(f"{path} is not a hccstrat MIL model", hint="re-save it")

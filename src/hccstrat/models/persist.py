@@ -8,8 +8,12 @@ file that was altered, that comes from an incompatible format or library version
 or whose class differs from the card — each with a :class:`~hccstrat.exceptions.ModelError`
 saying what and how to fix.
 
-Pickles can run code when loaded: only load models from sources you trust; the
-checksums detect corruption and tampering after saving, not a malicious author.
+Pickles can run code when loaded. The checksums detect corruption and tampering
+after saving, not a malicious author, so the payload is unpickled with an allow-list
+(:func:`hccstrat.io.safe_pickle.restricted_loads`: estimator classes of hccstrat and
+the libraries it builds on, and the functions that rebuild their arrays); a file that
+names anything else is refused (``trusted=True`` lifts this for a file you trust
+completely). Still load models only from sources you trust.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 
 from hccstrat.exceptions import InputFileError, ModelError
 from hccstrat.io.atomic import atomic_path, atomic_write, sha256_file
+from hccstrat.io.safe_pickle import UnsafePickleError, restricted_loads
 
 __all__ = ["FORMAT_VERSION", "ModelCard", "load_model", "read_model_card", "save_model"]
 
@@ -138,7 +143,13 @@ def save_model(
     from hccstrat import __version__
 
     path = Path(path)
-    payload = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+    try:
+        payload = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, AttributeError, TypeError) as err:
+        raise ModelError(
+            f"the {type(model).__name__} cannot be saved to {path}: {err}",
+            hint="report this as a bug (every hccstrat model should be savable)",
+        ) from err
     features: list[str] = []
     lacking: dict[str, Any] = {}
     feats = getattr(model, "features_", None)
@@ -212,6 +223,7 @@ def load_model(
     expected_sha256: str | None = None,
     require_checksum_file: bool = True,
     allow_version_mismatch: bool = False,
+    trusted: bool = False,
 ):
     """Load a model saved by :func:`save_model`, refusing altered or incompatible files.
 
@@ -226,6 +238,9 @@ def load_model(
     allow_version_mismatch : bool
         Load even when hccstrat / scikit-learn / scikit-survival / torch major.minor
         versions differ from those that saved it (predictions may change).
+    trusted : bool
+        Unpickle without the allow-list (a model holding objects of other libraries;
+        only for a file whose author you trust completely).
 
     Returns
     -------
@@ -279,7 +294,12 @@ def load_model(
                 "allow_version_mismatch=True after checking predictions",
             )
     try:
-        model = pickle.load(io.BytesIO(payload))
+        if trusted:
+            model = pickle.load(io.BytesIO(payload))
+        else:
+            model = restricted_loads(payload, source=str(path))
+    except UnsafePickleError:
+        raise
     except Exception as err:
         raise ModelError(
             f"{path}: the model cannot be unpickled ({type(err).__name__}: {err})",

@@ -42,6 +42,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from hccstrat.exceptions import ConfigError, InputFileError, ModelError, NotFittedError
 from hccstrat.io.atomic import atomic_path
+from hccstrat.io.safe_pickle import restricted_loads
 from hccstrat.pathology.classes import CLASS_CODES
 from hccstrat.pathology.tile_ood import OodModel
 
@@ -401,12 +402,16 @@ class TileClassifier(ClassifierMixin, BaseEstimator):
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> tuple[TileClassifier, dict]:
-        """Load a classifier written by :meth:`save`; returns ``(classifier, metadata)``."""
+    def load(cls, path: str | Path, *, trusted: bool = False) -> tuple[TileClassifier, dict]:
+        """Load a classifier written by :meth:`save`; returns ``(classifier, metadata)``.
+
+        The pickle is read with an allow-list (:mod:`hccstrat.io.safe_pickle`);
+        ``trusted=True`` lifts it, for a file whose author you trust completely.
+        """
         path = Path(path)
         try:
-            with open(path, "rb") as fh:
-                blob = pickle.load(fh)  # our own format: load trusted files only
+            data = path.read_bytes()
+            blob = pickle.loads(data) if trusted else restricted_loads(data, source=str(path))
         except (OSError, pickle.UnpicklingError, EOFError) as ex:
             raise InputFileError(
                 f"cannot read tile classifier {path}: {ex}",
