@@ -275,6 +275,29 @@ def test_image_signal_knob():
     pd.testing.assert_frame_equal(strong.oracle[cols], none.oracle[cols])
 
 
+def test_mri_trace_sd_knob_sets_how_much_mri_shows():
+    from scipy.special import logit
+
+    base = generate_cohort(2000, 4, seed=2)
+    noisy = generate_cohort(2000, 4, seed=2, mri_trace_sd=1.0)
+    assert base.config["mri_trace_sd"] == 0.25 and noisy.config["mri_trace_sd"] == 1.0
+    agg = base.latent["aggressiveness"].to_numpy()
+
+    def r2(co):  # variance of aggressiveness explained by the three MRI traces
+        traces = np.column_stack(
+            [logit(co.latent[k]) for k in ("mri_rim", "mri_margin_irregularity", "mri_peritumoral")]
+        )
+        design = np.column_stack([np.ones(len(agg)), traces])
+        resid = agg - design @ np.linalg.lstsq(design, agg, rcond=None)[0]
+        return 1 - resid.var() / agg.var()
+
+    assert r2(base) > 0.93 and r2(noisy) < 0.85  # ~95 % and ~78 %
+    # everything but the MRI traces and the radiologist's reads stays the same
+    mri = [c for c in base.latent.columns if c.startswith("mri_")]
+    pd.testing.assert_frame_equal(base.latent.drop(columns=mri), noisy.latent.drop(columns=mri))
+    pd.testing.assert_frame_equal(base.oracle, noisy.oracle)
+
+
 def test_unobserved_sd_knob_sets_the_unobservable_share():
     base = generate_cohort(2000, 4, seed=2)
     none = generate_cohort(2000, 4, seed=2, unobserved_sd=0.0)
@@ -478,6 +501,7 @@ def test_save_load_round_trip(cohort, tmp_path):
         {"western_centres": 9},
         {"unobserved_sd": -0.5},
         {"unobserved_sd": float("inf")},
+        {"mri_trace_sd": -0.1},
     ],
 )
 def test_bad_arguments_raise_config_error(kwargs):

@@ -147,13 +147,14 @@ TRACE_SD = 0.25
 _VI_TRACE = 0.5
 
 
-def _images(n, agg, s, tum, rng) -> dict[str, np.ndarray]:
-    """Image-visible latent traces (strength of their link to aggressiveness: ``s``)."""
+def _images(n, agg, s, tum, rng, trace_sd: float = TRACE_SD) -> dict[str, np.ndarray]:
+    """Image-visible latent traces (strength of their link to aggressiveness: ``s``;
+    noise of the rim, margin and peritumoral traces around it: ``trace_sd``)."""
     a = s * agg
     v = s * _VI_TRACE * (tum["vi"] - 0.38)
     non_hcc = tum["histology"] > 0
     cap = tum["capsule"]
-    sd = TRACE_SD
+    sd = trace_sd
     rim = expit(-1.9 + 1.1 * a + 0.5 * v + 2.8 * non_hcc + rng.normal(0, sd, n))
     irreg = expit(
         -0.5 + 1.0 * a + v + 0.3 * np.log(tum["size"] / 4) + rng.normal(0, sd, n)
@@ -192,6 +193,7 @@ def draw_patients(
     centres: pd.DataFrame,
     *,
     image_signal: float,
+    mri_trace_sd: float = TRACE_SD,
     start: pd.Timestamp,
     accrual_days: float,
     lock: pd.Timestamp,
@@ -207,6 +209,9 @@ def draw_patients(
         Centre table (:func:`hccstrat.synthetic._centres.make_centres`).
     image_signal : float
         Strength of the link between aggressiveness and the image-visible traces.
+    mri_trace_sd : float
+        Noise (logit sd) of the MRI rim, margin and peritumoral traces around their
+        aggressiveness-driven mean (:data:`TRACE_SD`).
     start : Timestamp
         First possible surgery date.
     accrual_days : float
@@ -232,7 +237,7 @@ def draw_patients(
     dem = _demographics(n, west, rng)
     liv = _liver(n, dem["age"], dem["male"], dem["aet"], rng)
     tum = _tumour(n, agg, west, dem["aet"], liv["cirrhosis"], rng)
-    img = _images(n, agg, float(image_signal), tum, img_rng)
+    img = _images(n, agg, float(image_signal), tum, img_rng, float(mri_trace_sd))
     mvi_read = np.where(tum["vi"], rng.random(n) < 0.92, rng.random(n) < 0.04) | tum["macro"]
     surg_days = np.floor(rng.random(n) * accrual_days).astype(int)
     surgery = start + pd.to_timedelta(surg_days, unit="D")
