@@ -262,14 +262,16 @@ def test_image_signal_knob():
     assert (corr(none) < 0.06).all(), corr(none)
     assert (corr(strong) > 0.2).all(), corr(strong)
     # images aside, the patients are the same; their risks differ only by the prognostic
-    # effect of the (redrawn) immune phenotype, which image_signal 0 switches off
+    # effects of the (redrawn) immune phenotype and macrotrabecular-massive subtype,
+    # which image_signal 0 switches off
     baseline = strong.clinical.columns[: strong.clinical.columns.get_loc("adjuvant") + 1]
     same = [c for c in baseline if not c.startswith("mri_") or c == "mri_date"]
     pd.testing.assert_frame_equal(strong.clinical[same], none.clinical[same])
     phen = strong.latent["immune_phenotype"].astype(str)
     immune = phen.map({"inflamed": np.log(0.64), "excluded": 0.0, "desert": np.log(1.28)})
+    mtm = 0.5 * strong.latent["macrotrabecular"].to_numpy(float)
     np.testing.assert_allclose(
-        strong.oracle["true_lp_early"] - immune.to_numpy(), none.oracle["true_lp_early"]
+        strong.oracle["true_lp_early"] - immune.to_numpy() - mtm, none.oracle["true_lp_early"]
     )
     cols = ["true_lp_late", "propensity_TACE"]
     pd.testing.assert_frame_equal(strong.oracle[cols], none.oracle[cols])

@@ -6,9 +6,11 @@ Recurrence has two competing sources (times in months from surgery):
   ``H_e(t) = exp(a_e + lp_early) * (1 - exp(-t / tau))``: it saturates after 2-3 years
   (a patient may never have an early recurrence); driven by tumour factors
   (roughly in DOMAIN.md's order: MVI / macrovascular invasion, AFP, size, number,
-  satellite nodules, grade, R1 margin, no capsule, ALBI, male sex), the latent
-  ``aggressiveness``, the immune phenotype (inflamed HR 0.64, desert 1.28 at
-  ``image_signal`` 1: only the H&E slide shows it) and the ``unobserved_risk``.
+  satellite nodules, grade, R1 margin, no capsule, ALBI, male sex; satellite nodules
+  and Edmondson III-IV each HR ~1.65 as in resection series, which MRI does not show
+  beyond aggressiveness), the latent ``aggressiveness``, the immune phenotype
+  (inflamed HR 0.64, desert 1.28) and the macrotrabecular-massive subtype (HR 1.65) at
+  ``image_signal`` 1 (only the H&E slide shows these two) and the ``unobserved_risk``.
   Adjuvant and neoadjuvant therapy multiply this hazard (heterogeneous hazard ratios,
   see :func:`treatment_log_hr`).
 - **late** (de novo, multicentric), Weibull ``H_l(t) = exp(a_l + lp_late) * (t/12)^k``,
@@ -52,7 +54,7 @@ NEOADJUVANT_REGIMEN = "HAIC+LEN+PD1"
 
 # --- calibrated constants (see tests/synthetic/test_cohort.py for the targets) ------
 _TAU_EARLY = 7.0  # months: time scale of early recurrence
-_A_EARLY = -2.85  # intercept of the early component
+_A_EARLY = -3.25  # intercept of the early component
 _A_LATE = -3.15  # intercept of the late component (per year at t = 12)
 _K_LATE = 1.3  # Weibull shape of the late component
 _A_DEATH = np.log(0.007 / 12)  # ~0.7 %/year death without recurrence at the reference
@@ -78,6 +80,10 @@ _HR_TKI_INFLAMED, _HR_TKI_DESERT = 0.50, 1.6
 #: desert more (intratumoral CD8+ density / Immunoscore studies; DOMAIN.md: H&E-WSI
 #: models predict recurrence). Only the slide shows it, so POST can see risk PRE cannot.
 _IMMUNE_LOG_HR = {"inflamed": np.log(0.64), "excluded": 0.0, "desert": np.log(1.28)}
+#: Prognostic effect of the macrotrabecular-massive subtype on early recurrence beyond
+#: aggressiveness (HR ~1.65; MTM-HCC series: early recurrence HR ~1.5-2.2), scaled by
+#: ``image_signal`` like the immune phenotype: only the slide shows it.
+_MTM_LOG_HR = 0.5
 _TOX_DEATH_HR = {"TACE": 1.05, "TACE+TKI": 2.0, NEOADJUVANT_REGIMEN: 1.3}
 # shares of aggressive recurrence types: multinodular, extrahepatic, infiltrative, macrovascular
 _AGGRESSIVE_TYPES = np.array([0.40, 0.36, 0.10, 0.14])
@@ -106,9 +112,10 @@ def risk_parameters(
         Sd of the unobservable component (``unobserved_risk``, N(0, 1)) in the early
         log hazard; the late log hazard gets four times that.
     image_signal : float
-        The cohort's ``image_signal``: it also scales the prognostic effect of the
-        immune phenotype (:data:`_IMMUNE_LOG_HR`), so that at 0 the slides carry no
-        risk signal beyond the clinical table.
+        The cohort's ``image_signal``: it also scales the prognostic effects of the
+        immune phenotype (:data:`_IMMUNE_LOG_HR`) and of the macrotrabecular-massive
+        subtype (:data:`_MTM_LOG_HR`), so that at 0 the slides carry no risk signal
+        beyond the clinical table.
 
     Returns
     -------
@@ -134,10 +141,11 @@ def risk_parameters(
     cirr = c["cirrhosis"].to_numpy(bool)
     viral = c["aetiology"].isin(["HBV", "HCV"]).to_numpy(bool)
     non_hcc = (c["histology"] != "HCC").to_numpy(bool)
+    mtm = latent["macrotrabecular"].to_numpy(bool)  # macrotrabecular-massive subtype
     age = c["age"].to_numpy(float) - 55.0
     clin = (
-        0.9 * vi + 1.0 * macro + 0.12 * afp + 0.35 * lsize + 0.3 * multiple + 0.3 * sat
-        + 0.25 * poor + 0.35 * r1 + 0.2 * no_cap + 0.3 * albi + 0.12 * male + 0.1 * cirr
+        0.9 * vi + 1.0 * macro + 0.12 * afp + 0.35 * lsize + 0.3 * multiple + 1.0 * sat
+        + 1.0 * poor + 0.35 * r1 + 0.2 * no_cap + 0.3 * albi + 0.12 * male + 0.1 * cirr
         + 0.5 * non_hcc
     )
     tumour_risk = _SCALE * clin + _BETA_AGG * agg
@@ -145,7 +153,9 @@ def risk_parameters(
     immune = image_signal * np.select(
         [phen == k for k in _IMMUNE_LOG_HR], list(_IMMUNE_LOG_HR.values()), 0.0
     )
-    lp_early = tumour_risk + immune + unobserved_sd * unobs
+    # the macrotrabecular-massive subtype, seen on the slide only (like the phenotype)
+    histology = image_signal * _MTM_LOG_HR * mtm
+    lp_early = tumour_risk + immune + histology + unobserved_sd * unobs
     lp_late = (
         0.45 * cirr + 0.25 * viral + 0.015 * age + 0.15 * male + 0.3 * albi + 0.3 * multiple
         + 0.4 * agg + _LATE_UNOBS * unobserved_sd * unobs

@@ -171,10 +171,11 @@ def generate_cohort(
         Noise (logit sd) of the MRI rim, margin and peritumoral traces around their
         aggressiveness-driven mean: how much of the tumour-driven risk MRI shows. At
         the default (0.25) the three traces explain ~95 % of the variance of
-        aggressiveness, so pathology and the slide add little to a PRE model (POST
-        beats PRE by ~0.002 in C-index even at the information ceiling); raising it
-        moves risk information from MRI to pathology, widening both the PRE-oracle gap
-        and the POST-PRE gain (``benchmarks/ceilings.py`` prints both).
+        aggressiveness, so what pathology and the slide add to a PRE model is mostly
+        what MRI cannot see at all (satellite nodules, grade, macrotrabecular subtype,
+        immune phenotype); raising it moves risk information from MRI to pathology,
+        widening both the PRE-oracle gap and the POST-PRE gain
+        (``benchmarks/ceilings.py`` prints both).
 
     Returns
     -------
