@@ -168,6 +168,10 @@ def test_bad_fallback_is_a_model_error(wide):
         TreatmentBenefitModel(fallback="clinician", n_bootstrap=0).fit(
             wide, endpoint(wide, "rfs")
         )
+    with pytest.raises(ModelError, match="default_margin_se=-1"):
+        TreatmentBenefitModel(default_margin_se=-1, n_bootstrap=0).fit(
+            wide, endpoint(wide, "rfs")
+        )
 
 
 def _randomised(wide, log_hr_tki, seed=0, log_hr_tace=0.0):

@@ -148,9 +148,9 @@ class TreatmentBenefitModel(BaseEstimator):
         (0, the default: the best mean; 1: a one-standard-error rule that does not give
         a more toxic regimen to everyone on a difference within noise). On the
         synthetic benchmark, where TACE beats surgery alone by about one standard
-        error, 1 cost 0.2 points of true 2-year RFS on average over 26 cohorts (it
-        kept surgery alone too often); where more intensive regimens do not truly
-        help, it spares their toxicity.
+        error, 1 lost about 0.2 points of true 2-year RFS on average over 26 cohorts
+        (it kept surgery alone too often); where more intensive regimens do not
+        truly help, it spares their toxicity.
     validation_folds : int
         Folds of the cross-fitted check of the recommendations against the default
         regimen for everyone (0 = no check; recommendations are then never withheld
@@ -285,6 +285,12 @@ class TreatmentBenefitModel(BaseEstimator):
         if self.fallback not in ("best", "default"):
             raise ModelError(
                 f"unknown fallback {self.fallback!r}", hint="use 'best' or 'default'"
+            )
+        margin = self.default_margin_se
+        if not isinstance(margin, int | float) or not np.isfinite(margin) or margin < 0:
+            raise ModelError(
+                f"default_margin_se={margin!r} is not a number of standard errors",
+                hint="use 0 (best mean) or a positive number such as 1",
             )
         check_target(y, len(X))
         arm = self._arm_codes(X)
