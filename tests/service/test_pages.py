@@ -82,14 +82,16 @@ class _FixedBenefit:
 
     name, version = "benefit-test", "1"
 
-    def __init__(self, row: dict, score: float, policy_check=None) -> None:
+    def __init__(self, row: dict, score: float, policy_check=None, default_reason=None) -> None:
         self.row, self.score, self.policy_check = row, score, policy_check
+        self.default_reason = default_reason
 
     def __call__(self, clinical, features):
         from hccstrat.service.model_scorer import benefit_explanation
         from hccstrat.service.scoring import ScoreResult
 
-        expl = benefit_explanation(self.row, ("surgery_alone", "TACE"), 0.9, self.policy_check)
+        expl = benefit_explanation(self.row, ("surgery_alone", "TACE"), 0.9, self.policy_check,
+                                   default_reason=self.default_reason)
         return ScoreResult(self.score, expl)
 
 
@@ -171,7 +173,9 @@ def test_regimen_withheld_by_the_policy_check_says_why(sqlite_app):
            "rfs24_TACE_hi": 0.68, "best_arm": "TACE",
            "recommended": "no confident recommendation", "policy": "TACE",
            "confident": False, "gain_rfs24": 0.02, "outside_support": False}
-    benefit = _FixedBenefit(row, 0.61, check)
+    reason = ("default regimen TACE: the best mean outcome for everyone (doubly robust, "
+              "training data: surgery_alone vs TACE -4.9 points (se 2.1))")
+    benefit = _FixedBenefit(row, 0.61, check, reason)
     assert benefit(None, None).explanation["regimen"]["policy_validated"] is False
     app = sqlite_app()
     app.state.settings.scorers["BENEFIT"] = benefit
@@ -188,6 +192,8 @@ def test_regimen_withheld_by_the_policy_check_says_why(sqlite_app):
     assert "not shown to do better than one regimen for everyone" in page
     assert "gain in 2-year RFS -0.2 points (90% CI -3.4 to +3.1) -&gt; NOT validated" in page
     assert "intervals of the best two regimens overlap" not in page
+    assert 'data-testid="default-reason">default regimen TACE: the best mean outcome' in page
+    assert "surgery_alone vs TACE -4.9 points (se 2.1)" in page
 
 
 def test_monitoring_shows_input_and_score_drift(app_client):

@@ -130,13 +130,15 @@ class ModelScorer:
         expl = benefit_explanation(pred.table.iloc[0], pred.arms,
                                    float(getattr(self.model, "confidence", 0.9)),
                                    getattr(self.model, "policy_check_", None),
-                                   getattr(self.model, "policy_check_error_", None))
+                                   getattr(self.model, "policy_check_error_", None),
+                                   getattr(self.model, "default_arm_reason_", None))
         reg = expl["regimen"]
         return ScoreResult(float(reg["arms"][reg["policy"]]["rfs24"]), expl)
 
 
 def benefit_explanation(
-    row, arms, confidence: float, policy_check=None, policy_error: str | None = None
+    row, arms, confidence: float, policy_check=None, policy_error: str | None = None,
+    default_reason: str | None = None,
 ) -> dict[str, Any]:
     """Explanation of a benefit prediction (one row of ``BenefitPrediction.table``).
 
@@ -152,13 +154,16 @@ def benefit_explanation(
         The model's cross-fitted check of its recommendations (``policy_check_``).
     policy_error : str, optional
         Why the check could not run (``policy_check_error_``): not validated.
+    default_reason : str, optional
+        Why the model's default regimen is what it is (``default_arm_reason_``).
 
     Returns
     -------
     dict
         ``{"regimen": {"arms": {arm: {"rfs24", "lo", "hi"}}, "best_arm", "recommended",
         "policy", "confident", "confidence", "gain_rfs24", "gain_lo", "gain_hi",
-        "outside_support", "policy_validated", "policy_check"}}``, the form the patient
+        "outside_support", "policy_validated", "policy_check", "default_reason"}}``, the
+        form the patient
         page renders (``policy_validated`` is None for a model without the check).
     """
     def num(key):
@@ -176,7 +181,8 @@ def benefit_explanation(
         "policy_validated": (False if policy_error else None if policy_check is None
                              else bool(policy_check.validated)),
         "policy_check": (f"the policy check could not run: {policy_error}" if policy_error
-                         else None if policy_check is None else policy_check.summary())}}
+                         else None if policy_check is None else policy_check.summary()),
+        "default_reason": default_reason}}
 
 
 def parse_model_specs(specs: list[str]) -> dict[str, ModelScorer]:
