@@ -280,3 +280,11 @@ def test_monitoring_shows_input_and_score_drift(app_client):
             "pre-mon"]["performance"]
     assert perf["available"] is True, perf
     assert perf["n"] == 60 and perf["events"] > 0
+
+
+def test_monitoring_reads_inputs_of_an_even_spread_of_predictions():
+    from hccstrat.service.monitoring import _Row, _spread
+
+    rows = [_Row(i, i, 0.1 * i, None) for i in range(10)]
+    assert [r.id for r in _spread(rows, 4)] == [0, 3, 6, 9]
+    assert _spread(rows, 20) == rows and _spread(rows[:1], 1) == rows[:1]

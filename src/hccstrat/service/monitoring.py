@@ -14,13 +14,18 @@ were made and split in two halves: the first half is the *reference*, the second
 
 Statistics need at least :data:`MIN_PER_PERIOD` predictions in each period; below that
 the report says how many there are instead of computing unstable numbers.
+
+Scores are read without the stored explanations and inputs (JSON); the inputs are
+fetched for at most :data:`MAX_DRIFT_ROWS` predictions per period, evenly spread over
+it, so a registry with hundreds of thousands of predictions renders the page in one
+light query plus a bounded one.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -28,25 +33,56 @@ from sqlalchemy.orm import Session
 from hccstrat.storage import repositories as repo
 from hccstrat.storage.models import ModelVersion, Patient, Prediction
 
-__all__ = ["MIN_PER_PERIOD", "monitoring_report"]
+__all__ = ["MAX_DRIFT_ROWS", "MIN_PER_PERIOD", "monitoring_report"]
 
 log = logging.getLogger(__name__)
 
 #: predictions needed in each period before drift statistics are computed
 MIN_PER_PERIOD = 10
+#: predictions per period whose stored inputs are read for the input-drift tests
+MAX_DRIFT_ROWS = 2000
 _MAX_INPUTS = 60
+_IN_CHUNK = 500  # ids per IN (...) list
+
+
+class _Row(NamedTuple):
+    """What monitoring needs of a prediction (no JSON columns)."""
+
+    id: int
+    patient_id: int
+    score: float
+    created_at: Any
 
 
 def _when(v) -> dt.datetime:
     return v if isinstance(v, dt.datetime) else dt.datetime.fromisoformat(str(v))
 
 
-def _inputs_frame(preds: list[Prediction]):
+def _spread(rows: list[_Row], k: int) -> list[_Row]:
+    """At most ``k`` rows, evenly spaced over ``rows`` (all of them when fewer)."""
+    if len(rows) <= k:
+        return rows
+    import numpy as np
+
+    return [rows[i] for i in np.linspace(0, len(rows) - 1, k).round().astype(int)]
+
+
+def _inputs(session: Session, rows: list[_Row]) -> list[dict]:
+    """The stored inputs of ``rows``, in their order (``{}`` where none were stored)."""
+    ids = [r.id for r in rows]
+    got: dict[int, dict] = {}
+    for i in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[i : i + _IN_CHUNK]
+        q = select(Prediction.id, Prediction.inputs).where(Prediction.id.in_(chunk))
+        got.update({pid: inp or {} for pid, inp in session.execute(q).all()})
+    return [got.get(i, {}) for i in ids]
+
+
+def _inputs_frame(inputs: list[dict]):
     import pandas as pd
 
     rows = []
-    for p in preds:
-        inp = p.inputs or {}
+    for inp in inputs:
         row = {k: v for k, v in (inp.get("clinical") or {}).items()}
         row.update(inp.get("features") or {})
         rows.append(row)
@@ -66,14 +102,14 @@ def _inputs_frame(preds: list[Prediction]):
     return df[keep[:_MAX_INPUTS]]
 
 
-def _performance(session: Session, preds: list[Prediction]) -> dict[str, Any]:
+def _performance(session: Session, preds: list[_Row]) -> dict[str, Any]:
     import numpy as np
     import pandas as pd
 
     from hccstrat.evaluation.drift import rolling_performance
     from hccstrat.survival import endpoint
 
-    latest: dict[int, Prediction] = {}
+    latest: dict[int, _Row] = {}
     for p in preds:
         latest[p.patient_id] = p
     records = repo.latest_clinical_many(session, latest)  # one query, not one per patient
@@ -113,7 +149,7 @@ def _performance(session: Session, preds: list[Prediction]) -> dict[str, Any]:
                         for r in roll.itertuples(index=False)]}
 
 
-def _one_model(session: Session, key: tuple, preds: list[Prediction]) -> dict[str, Any]:
+def _one_model(session: Session, key: tuple, preds: list[_Row]) -> dict[str, Any]:
     import numpy as np
 
     from hccstrat.evaluation.drift import input_drift, psi
@@ -147,9 +183,10 @@ def _one_model(session: Session, key: tuple, preds: list[Prediction]) -> dict[st
                         "mean_current": float(scores[half:].mean()),
                         "level": "major" if score_psi > 0.25 else
                         "moderate" if score_psi > 0.1 else "stable"}
-        frame = _inputs_frame(preds)
+        ref_s, cur_s = _spread(ref, MAX_DRIFT_ROWS), _spread(cur, MAX_DRIFT_ROWS)
+        frame = _inputs_frame(_inputs(session, ref_s + cur_s))
         if frame.shape[1]:
-            tab = input_drift(frame.iloc[:half], frame.iloc[half:])
+            tab = input_drift(frame.iloc[: len(ref_s)], frame.iloc[len(ref_s) :])
             tab = tab.sort_values(["drift", "psi"], ascending=[False, False])
             out["inputs"] = [{"column": r.column, "test": r.test, "statistic": r.statistic,
                               "p_value": r.p_value, "psi": r.psi, "drift": bool(r.drift)}
@@ -168,13 +205,14 @@ def monitoring_report(session: Session, scope: repo.Scope) -> list[dict[str, Any
         and level, or None), ``inputs`` (per-input tests, drifting first),
         ``performance`` and, when statistics are withheld, ``message``.
     """
-    q = (select(Prediction, ModelVersion.name, ModelVersion.version)
+    q = (select(Prediction.id, Prediction.patient_id, Prediction.score, Prediction.created_at,
+                Prediction.kind, ModelVersion.name, ModelVersion.version)
          .join(ModelVersion, ModelVersion.id == Prediction.model_version_id)
          .join(Patient, Patient.id == Prediction.patient_id)
          .where(Patient.deleted_at.is_(None)))
     if scope.centre_id is not None:
         q = q.where(Patient.centre_id == scope.centre_id)
-    groups: dict[tuple, list[Prediction]] = {}
-    for pred, name, version in session.execute(q).all():
-        groups.setdefault((name, version, pred.kind), []).append(pred)
+    groups: dict[tuple, list[_Row]] = {}
+    for pid, patient, score, created, kind, name, version in session.execute(q).all():
+        groups.setdefault((name, version, kind), []).append(_Row(pid, patient, score, created))
     return [_one_model(session, k, v) for k, v in sorted(groups.items())]
