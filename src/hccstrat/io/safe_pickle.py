@@ -100,7 +100,8 @@ class _Restricted(pickle.Unpickler):
             return super().find_class(module, name)
         if module in _FUNCTION_MODULES:
             obj = super().find_class(module, name)
-            if callable(obj):
+            # functions defined there, not whatever the module happens to import
+            if callable(obj) and getattr(obj, "__module__", None) == module:
                 return obj
         elif (
             _under(module, (*_CLASS_ROOTS, "torch"))
