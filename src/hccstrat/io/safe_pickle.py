@@ -5,9 +5,10 @@ classes) are saved as pickles, and a pickle names the functions that rebuild it:
 a crafted file can name ``os.system`` or ``builtins.eval`` and run them on load.
 Checksums prove a file is the one that was saved, not that its author meant well.
 
-:func:`restricted_loads` unpickles with an allow-list: any *class* of hccstrat,
-scikit-learn, scikit-survival, numpy, pandas, scipy, LightGBM, ``torch.nn`` and MONAI
-networks (classes rebuild objects; those libraries' file readers and writers are excluded),
+:func:`restricted_loads` unpickles with an allow-list: any *class* of hccstrat's
+models, pathology, radiology and clinical packages, scikit-learn, scikit-survival,
+numpy, pandas, scipy, LightGBM, ``torch.nn`` and MONAI networks (classes rebuild
+objects; those libraries' file readers and writers are excluded),
 the handful of *functions* those libraries pickle to rebuild arrays, frames and
 tensors, hccstrat's own feature transforms, and plain builtin containers. Anything
 else is refused with :class:`UnsafePickleError` naming it. PyTorch storages are
@@ -30,13 +31,13 @@ __all__ = ["UnsafePickleError", "restricted_loads"]
 
 #: Packages whose classes a model file may instantiate.
 _CLASS_ROOTS = (
-    "hccstrat", "sklearn", "sksurv", "numpy", "pandas", "scipy", "lightgbm", "torch.nn",
+    "hccstrat.models", "hccstrat.pathology", "hccstrat.radiology", "hccstrat.clinical",
+    "sklearn", "sksurv", "numpy", "pandas", "scipy", "lightgbm", "torch.nn",
     "monai.networks", "collections", "datetime",
 )
 #: Sub-packages that read or write files, fetch data or compile code: never.
 _DENIED_ROOTS = (
-    "hccstrat.io", "hccstrat.storage", "hccstrat.service", "hccstrat.cli",
-    "hccstrat.distributed", "pandas.io", "numpy.f2py", "numpy.distutils",
+    "hccstrat.models.persist", "pandas.io", "numpy.f2py", "numpy.distutils",
     "numpy.testing", "numpy.ctypeslib", "numpy.lib._npyio_impl", "numpy.lib.npyio",
     "numpy.lib._datasource", "scipy.io", "sklearn.datasets", "sklearn.utils._testing",
 )
