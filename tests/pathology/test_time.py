@@ -167,6 +167,19 @@ def test_classifier_save_load_and_errors(cohort, tmp_path):
         clf.predict(X[:, :5])
     with pytest.raises(ModelError, match="two tissue classes"):
         TileClassifier().fit(X[:4], ["tumour"] * 4)
+    # a pickle naming a class that does not exist (another version): a clear error
+    import pickle
+
+    from hccstrat.exceptions import InputFileError
+    from hccstrat.io.safe_pickle import UnsafePickleError
+
+    (tmp_path / "stale.pkl").write_bytes(b"chccstrat.pathology.tile_classifier\nGone\n.")
+    with pytest.raises(InputFileError, match="cannot read tile classifier"):
+        TileClassifier.load(tmp_path / "stale.pkl")
+    # ... and one naming a function to run is refused as such
+    (tmp_path / "evil.pkl").write_bytes(pickle.dumps({"f": np.save}))
+    with pytest.raises(UnsafePickleError, match=r"numpy\.save"):
+        TileClassifier.load(tmp_path / "evil.pkl")
 
 
 def test_haematoxylin_matches_skimage_and_detector_prefers_lymphocytes():

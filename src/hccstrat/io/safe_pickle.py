@@ -116,9 +116,9 @@ class _Restricted(pickle.Unpickler):
                 return obj
         raise UnsafePickleError(
             f"{self.source} refers to {module}.{name}, which a model file may not use "
-            "(allowed: classes of hccstrat, scikit-learn, scikit-survival, numpy, pandas, "
-            "scipy, LightGBM, torch.nn and MONAI networks, and the functions that rebuild "
-            "their arrays)",
+            "(allowed: classes of hccstrat's model packages, scikit-learn, scikit-survival, "
+            "numpy, pandas, scipy, LightGBM, torch.nn and MONAI networks, and the functions "
+            "that rebuild their arrays)",
             hint="do not use a file you did not save yourself; if you trust its author "
             "completely, load it with trusted=True",
         )

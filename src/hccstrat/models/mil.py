@@ -410,7 +410,8 @@ class MILModel(BaseEstimator):
         import torch
 
         # weights only (no arbitrary pickle), plus the numpy arrays of the scaler/classes
-        arrays = [np.ndarray, np.dtype, np._core.multiarray._reconstruct]
+        reconstruct = np.ndarray.__reduce__(np.zeros(1))[0]  # numpy 1.x and 2.x alike
+        arrays = [np.ndarray, np.dtype, reconstruct]
         arrays += [type(np.dtype(t)) for t in ("f4", "f8", "i4", "i8", "b1", "U1", "O")]
         try:
             with torch.serialization.safe_globals(arrays):

@@ -412,7 +412,10 @@ class TileClassifier(ClassifierMixin, BaseEstimator):
         try:
             data = path.read_bytes()
             blob = pickle.loads(data) if trusted else restricted_loads(data, source=str(path))
-        except (OSError, pickle.UnpicklingError, EOFError) as ex:
+        except ModelError:  # UnsafePickleError: refused, and says why
+            raise
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError,
+                TypeError, ValueError) as ex:  # not a pickle, or of another version
             raise InputFileError(
                 f"cannot read tile classifier {path}: {ex}",
                 hint="give a file written by TileClassifier.save / `hccstrat wsi time --train`",

@@ -163,8 +163,8 @@ def benefit_explanation(
         ``{"regimen": {"arms": {arm: {"rfs24", "lo", "hi"}}, "best_arm", "recommended",
         "policy", "confident", "confidence", "gain_rfs24", "gain_lo", "gain_hi",
         "outside_support", "policy_validated", "policy_check", "default_reason"}}``, the
-        form the patient
-        page renders (``policy_validated`` is None for a model without the check).
+        form the patient page renders (``policy_validated`` is None for a model without
+        the check).
     """
     def num(key):
         v = row.get(key)

@@ -17,9 +17,10 @@ How much signal lives where (calibrated at the defaults, checked by the tests):
 the oracle ``true_lp`` reaches Harrell's C ~0.75-0.80 for RFS; a Cox model on
 routine clinical variables ~0.62-0.68; most of the rest is latent aggressiveness,
 visible in the images with strength ``image_signal`` through traces that scatter
-around it (``_latent.TRACE_SD``); the immune phenotype, which only the H&E slide
-shows, adds a little (inflamed tumours recur less, immune deserts more), so POST can
-see risk PRE cannot; and some is unobservable: ``unobserved_sd`` (0.25)
+around it (``_latent.TRACE_SD``, ``mri_trace_sd``); satellite nodules and poor
+grade in the pathology report, and the immune phenotype and macrotrabecular subtype,
+which only the H&E slide shows, add risk MRI cannot see, so POST can see risk PRE
+cannot; and some is unobservable: ``unobserved_sd`` (0.25)
 on the early log hazard — a modest share, so a model with good image features can
 come close to the oracle's C for aggressive recurrence — and four times that on the late
 (de novo) log hazard, where host factors dominate.
