@@ -77,3 +77,21 @@ def test_synth_writes_studies_to_out(tmp_path):
             series.setdefault(ds.SeriesInstanceUID, []).append(p)
     # four phases of 12 slices each (plus a localiser), vendor-style extensionless files
     assert sorted(len(v) for v in series.values())[-4:] == [12, 12, 12, 12]
+
+
+def test_bad_option_values_give_clean_errors(tmp_path, mri_root, capsys):
+    from hccstrat.cli import main
+
+    root, _ = mri_root
+    out = tmp_path / "out"
+    code = main(["mri", "qc", str(root), "--out", str(out), "--reference-date", "2024-13-45"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "[HCC-CFG-001] --reference-date '2024-13-45' is not a valid date" in err
+    assert "YYYY-MM-DD" in err and "Traceback" not in err
+    assert not (out / "manifest_qc.csv").exists()  # refused before any study was touched
+    for opt in ("--size", "--slices"):
+        code = main(["mri", "synth", "--out", str(tmp_path / "s"), "--n", "1", opt, "0"])
+        err = capsys.readouterr().err
+        assert code == 2 and f"Invalid value for '{opt}'" in err
+    assert not (tmp_path / "s").exists()
