@@ -142,3 +142,15 @@ def test_discover_slides_keeps_each_slide_once(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     got = discover_slides([tmp_path / "b.svs", tmp_path, tmp_path / "a.tiff"])
     assert [p.name for p in got] == ["b.svs", "a.tiff"]
+
+
+def test_resume_keeps_numeric_slide_ids(tmp_path, synth_slide):
+    """Hospital slide names like '00123' stay text: resumed, not redone under id 123."""
+    import shutil
+
+    shutil.copy(synth_slide.path, tmp_path / "00123.tiff")
+    cfg = WsiJobConfig(stage="tile")
+    assert run_batch([tmp_path / "00123.tiff"], tmp_path / "o", cfg)["status"].tolist() == ["ok"]
+    again = run_batch([tmp_path / "00123.tiff"], tmp_path / "o", cfg)
+    assert again["slide_id"].tolist() == ["00123"]
+    assert again["status"].tolist() == ["skipped"]
