@@ -154,3 +154,24 @@ def test_resume_keeps_numeric_slide_ids(tmp_path, synth_slide):
     again = run_batch([tmp_path / "00123.tiff"], tmp_path / "o", cfg)
     assert again["slide_id"].tolist() == ["00123"]
     assert again["status"].tolist() == ["skipped"]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [("--tile-size", "0", ">= 16 px"), ("--target-mpp", "0", "> 0 µm/px"),
+     ("--overlap", "-3", ">= 0 px"), ("--batch-size", "0", ">= 1"),
+     ("--min-tissue", "2", "0 to 1")],
+)
+def test_cli_rejects_bad_option_values_before_any_slide(tmp_path, synth_slide, capsys,
+                                                        option, value, expected):
+    """One clear error naming the option; --batch-size 0 used to hang, the rest to fail
+    every slide with a misleading message."""
+    from hccstrat.cli import main
+
+    stage = "embed" if option == "--batch-size" else "tile"
+    out = tmp_path / "o"
+    code = main(["wsi", stage, str(synth_slide.path), "--out", str(out), option, value])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"[HCC-CFG-001] {option} " in err and expected in err
+    assert not out.exists()
