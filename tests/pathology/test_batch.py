@@ -175,3 +175,14 @@ def test_cli_rejects_bad_option_values_before_any_slide(tmp_path, synth_slide, c
     assert code == 2, err
     assert f"[HCC-CFG-001] {option} " in err and expected in err
     assert not out.exists()
+
+
+def test_cli_unwritable_output_folder_is_one_clear_error(tmp_path, synth_slide, capsys):
+    from hccstrat.cli import main
+
+    (tmp_path / "afile").write_text("x")  # a file where the output folder should go
+    code = main(["wsi", "tile", str(synth_slide.path), "--out", str(tmp_path / "afile" / "o")])
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert "[HCC-IO-001] cannot write to the output folder" in err and "--out" in err
+    assert "internal error" not in err

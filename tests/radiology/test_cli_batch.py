@@ -134,3 +134,16 @@ def test_manifest_with_exponent_like_checksum_loads(tmp_path):
                          text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == [sha, "001"]
+
+
+def test_unwritable_output_folder_is_one_clear_error(tmp_path, mri_root, capsys):
+    from hccstrat.cli import main
+
+    root, _ = mri_root
+    (tmp_path / "afile").write_text("x")  # a file where the output folder should go
+    for args in (["mri", "ingest", str(root / "GE")], ["mri", "synth", "--n", "1"]):
+        code = main([*args, "--out", str(tmp_path / "afile" / "out")])
+        err = capsys.readouterr().err
+        assert code == 3, err
+        assert "[HCC-IO-001] cannot write to the output folder" in err
+        assert "--out" in err and "Traceback" not in err and "internal error" not in err

@@ -68,8 +68,10 @@ def synth(
     """Write synthetic 4-phase liver MRI studies (DICOM + NIfTI/SEG masks)."""
     import numpy as np
 
+    from hccstrat.io.atomic import ensure_output_dir
     from hccstrat.synthetic.mri import VENDORS, sample_latent, write_study
 
+    ensure_output_dir(out)
     rng = np.random.default_rng(seed)
     vendors = list(VENDORS)
     for i in range(n):
@@ -175,7 +177,7 @@ def features(
 
     import pandas as pd
 
-    from hccstrat.io.atomic import atomic_write
+    from hccstrat.io.atomic import atomic_write, ensure_output_dir
     from hccstrat.radiology.batch import run_batch, stage_features
 
     dirs = sorted(p.parent for p in out.glob("*/preprocessed/preprocess.json"))
@@ -189,7 +191,9 @@ def features(
     tab.index.name = "study"
     if "patient_id" in tab:  # first column: the join key of hccstrat.models
         tab.insert(0, "patient_id", tab.pop("patient_id").astype(str))
-    with atomic_write(table or out / "features.csv") as fh:
+    table = table or out / "features.csv"
+    ensure_output_dir(table.parent, "--table")
+    with atomic_write(table) as fh:
         tab.to_csv(fh)
     _summary(df, "features")
 

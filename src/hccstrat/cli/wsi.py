@@ -161,8 +161,10 @@ def synth(
     import numpy as np
     from rich.console import Console
 
+    from hccstrat.io.atomic import ensure_output_dir
     from hccstrat.synthetic.wsi import default_latent, write_slide
 
+    ensure_output_dir(out)
     rng = np.random.default_rng(seed)
     for i in range(n):
         lat = default_latent(

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from hccstrat.exceptions import HccstratError
-from hccstrat.io.atomic import atomic_path, atomic_write, sha256_file
+from hccstrat.io.atomic import atomic_path, atomic_write, ensure_output_dir, sha256_file
 from hccstrat.pathology.qc import TileQCConfig
 
 __all__ = ["STAGES", "SlideResult", "WsiJobConfig", "discover_slides", "process_slide", "run_batch"]
@@ -287,8 +287,7 @@ def run_batch(
 
     cfg = cfg or WsiJobConfig()
     cfg.check()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = ensure_output_dir(out_dir)
     manifest = Manifest(out_dir / f"manifest_{cfg.stage}.csv")
     encoder = create_encoder(cfg.encoder, **cfg.encoder_kwargs) if cfg.stage == "embed" else None
     paths = discover_slides(inputs)

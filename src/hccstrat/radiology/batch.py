@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from hccstrat.exceptions import HccstratError
-from hccstrat.io.atomic import atomic_write, sha256_file
+from hccstrat.io.atomic import atomic_write, ensure_output_dir, sha256_file
 
 __all__ = [
     "MANIFEST_COLUMNS",
@@ -141,6 +141,7 @@ def run_batch(
     separate processes (``fn`` must then be a module-level function).
     """
     man = Manifest(Path(manifest_path))
+    ensure_output_dir(man.path.parent)
     done = man.done() if resume else set()
     todo = [(i, a) for i, a in items if str(i) not in done]
     for i in done:
