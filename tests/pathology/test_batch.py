@@ -142,3 +142,47 @@ def test_discover_slides_keeps_each_slide_once(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     got = discover_slides([tmp_path / "b.svs", tmp_path, tmp_path / "a.tiff"])
     assert [p.name for p in got] == ["b.svs", "a.tiff"]
+
+
+def test_resume_keeps_numeric_slide_ids(tmp_path, synth_slide):
+    """Hospital slide names like '00123' stay text: resumed, not redone under id 123."""
+    import shutil
+
+    shutil.copy(synth_slide.path, tmp_path / "00123.tiff")
+    cfg = WsiJobConfig(stage="tile")
+    assert run_batch([tmp_path / "00123.tiff"], tmp_path / "o", cfg)["status"].tolist() == ["ok"]
+    again = run_batch([tmp_path / "00123.tiff"], tmp_path / "o", cfg)
+    assert again["slide_id"].tolist() == ["00123"]
+    assert again["status"].tolist() == ["skipped"]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [("--tile-size", "0", ">= 16 px"), ("--target-mpp", "0", "> 0 µm/px"),
+     ("--overlap", "-3", ">= 0 px"), ("--batch-size", "0", ">= 1"),
+     ("--min-tissue", "2", "0 to 1")],
+)
+def test_cli_rejects_bad_option_values_before_any_slide(tmp_path, synth_slide, capsys,
+                                                        option, value, expected):
+    """One clear error naming the option; --batch-size 0 used to hang, the rest to fail
+    every slide with a misleading message."""
+    from hccstrat.cli import main
+
+    stage = "embed" if option == "--batch-size" else "tile"
+    out = tmp_path / "o"
+    code = main(["wsi", stage, str(synth_slide.path), "--out", str(out), option, value])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"[HCC-CFG-001] {option} " in err and expected in err
+    assert not out.exists()
+
+
+def test_cli_unwritable_output_folder_is_one_clear_error(tmp_path, synth_slide, capsys):
+    from hccstrat.cli import main
+
+    (tmp_path / "afile").write_text("x")  # a file where the output folder should go
+    code = main(["wsi", "tile", str(synth_slide.path), "--out", str(tmp_path / "afile" / "o")])
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert "[HCC-IO-001] cannot write to the output folder" in err and "--out" in err
+    assert "internal error" not in err

@@ -77,3 +77,73 @@ def test_synth_writes_studies_to_out(tmp_path):
             series.setdefault(ds.SeriesInstanceUID, []).append(p)
     # four phases of 12 slices each (plus a localiser), vendor-style extensionless files
     assert sorted(len(v) for v in series.values())[-4:] == [12, 12, 12, 12]
+
+
+def test_bad_option_values_give_clean_errors(tmp_path, mri_root, capsys):
+    from hccstrat.cli import main
+
+    root, _ = mri_root
+    out = tmp_path / "out"
+    code = main(["mri", "qc", str(root), "--out", str(out), "--reference-date", "2024-13-45"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "[HCC-CFG-001] --reference-date '2024-13-45' is not a valid date" in err
+    assert "YYYY-MM-DD" in err and "Traceback" not in err
+    assert not (out / "manifest_qc.csv").exists()  # refused before any study was touched
+    for opt in ("--size", "--slices"):
+        code = main(["mri", "synth", "--out", str(tmp_path / "s"), "--n", "1", opt, "0"])
+        err = capsys.readouterr().err
+        assert code == 2 and f"Invalid value for '{opt}'" in err
+    assert not (tmp_path / "s").exists()
+
+
+def test_resume_redoes_a_study_whose_output_was_lost(tmp_path, mri_root):
+    root, _ = mri_root
+    out = tmp_path / "out"
+    runner = CliRunner()
+    args = ["qc", str(root / "GE"), "--out", str(out), "--reference-date", "2024-01-20"]
+    assert runner.invoke(app, args).exit_code == 0
+    qc_json = out / "GE" / "qc.json"
+    good = qc_json.read_text()
+    res = runner.invoke(app, args)
+    assert "GE already done" in res.output  # unchanged output: skipped
+    qc_json.write_text("{}")  # altered (e.g. a half-copied folder)
+    res = runner.invoke(app, args)
+    assert "GE already done" not in res.output and qc_json.read_text() == good
+    qc_json.unlink()  # deleted
+    res = runner.invoke(app, args)
+    assert "GE already done" not in res.output and qc_json.read_text() == good
+
+
+def test_manifest_with_exponent_like_checksum_loads(tmp_path):
+    """A checksum such as '382e2949…' once crashed pandas' CSV parser (segfault)."""
+    import subprocess
+    import sys
+
+    from hccstrat.radiology.batch import MANIFEST_COLUMNS
+
+    sha = "382e29498851644ce691f41cbc7c197a94aca761f066e840bed114ca4613f0eb"
+    path = tmp_path / "manifest_qc.csv"
+    pd.DataFrame([dict(zip(MANIFEST_COLUMNS, ["001", "qc", "ok", None, None,
+                                              str(tmp_path / "qc.json"), sha, 0.1, "x"],
+                           strict=True))]).to_csv(path, index=False)
+    code = ("import sys; from hccstrat.radiology.batch import Manifest; "
+            "df = Manifest(__import__('pathlib').Path(sys.argv[1])).load(); "
+            "print(df.loc[0, 'sha256'], df.loc[0, 'item'])")
+    res = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == [sha, "001"]
+
+
+def test_unwritable_output_folder_is_one_clear_error(tmp_path, mri_root, capsys):
+    from hccstrat.cli import main
+
+    root, _ = mri_root
+    (tmp_path / "afile").write_text("x")  # a file where the output folder should go
+    for args in (["mri", "ingest", str(root / "GE")], ["mri", "synth", "--n", "1"]):
+        code = main([*args, "--out", str(tmp_path / "afile" / "out")])
+        err = capsys.readouterr().err
+        assert code == 3, err
+        assert "[HCC-IO-001] cannot write to the output folder" in err
+        assert "--out" in err and "Traceback" not in err and "internal error" not in err

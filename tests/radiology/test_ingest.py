@@ -138,6 +138,27 @@ def test_pydicom_mr_file_and_missing_pixel_spacing(tmp_path):
     assert ei.value.code == "HCC-MRI-004" and "re-export" in str(ei.value)
 
 
+def test_missing_slice_or_mixed_pixel_spacing_is_refused(tmp_path, mri_root):
+    """A series with a hole or a slice of another pixel size is not stacked as a volume."""
+    root, _ = mri_root
+    shutil.copytree(root / "Siemens", tmp_path / "gap")
+    portal = scan_folder(tmp_path / "gap").study().phase_series("portal")
+    portal.frames[10].path.unlink()  # an export that lost one slice
+    other = portal.frames[5].path
+    ds = pydicom.dcmread(other)
+    ds.PixelSpacing = [5.0, 5.0]
+    ds.save_as(other)
+    s = scan_folder(tmp_path / "gap").study().phase_series("portal")
+    assert any(p.startswith("uneven slice gaps") for p in s.problems)
+    with pytest.raises(DicomGeometryError) as ei:
+        load_volume(s)
+    msg = str(ei.value)
+    assert ei.value.code == "HCC-MRI-004"
+    assert "uneven slice gaps: 16.00 mm" in msg and "median 8.00 mm" in msg
+    assert "PixelSpacing differs between slices (5x5, 6x6 mm)" in msg
+    assert "re-export the complete series" in msg
+
+
 def test_enhanced_multiframe_mr(tmp_path, mri_root):
     import highdicom as hd
 

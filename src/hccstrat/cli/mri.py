@@ -60,16 +60,18 @@ def synth(
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write the studies into."),
     n: int = typer.Option(4, "--n", min=1, help="Number of studies."),
     seed: int = typer.Option(0, "--seed"),
-    size: int = typer.Option(128, "--size", help="In-plane matrix."),
-    slices: int = typer.Option(40, "--slices"),
+    size: int = typer.Option(128, "--size", min=8, help="In-plane matrix."),
+    slices: int = typer.Option(40, "--slices", min=2, help="Slices per phase."),
     strip: bool = typer.Option(False, "--strip-descriptions",
                                help="Write generic descriptions (tests the fallbacks)."),
 ) -> None:
     """Write synthetic 4-phase liver MRI studies (DICOM + NIfTI/SEG masks)."""
     import numpy as np
 
+    from hccstrat.io.atomic import ensure_output_dir
     from hccstrat.synthetic.mri import VENDORS, sample_latent, write_study
 
+    ensure_output_dir(out)
     rng = np.random.default_rng(seed)
     vendors = list(VENDORS)
     for i in range(n):
@@ -109,8 +111,18 @@ def qc(
     no_resume: bool = typer.Option(False, "--no-resume"),
 ) -> None:
     """Quality control per study (pass/warn/fail per check, study verdict)."""
+    import datetime as dt
+
+    from hccstrat.exceptions import ConfigError
     from hccstrat.radiology.batch import run_batch, stage_qc, study_dirs
 
+    if reference_date is not None:
+        try:
+            reference_date = dt.date.fromisoformat(reference_date.strip()).isoformat()
+        except ValueError as err:
+            raise ConfigError(f"--reference-date {reference_date!r} is not a valid date",
+                              hint="give it as YYYY-MM-DD, e.g. the planned surgery date "
+                                   "--reference-date 2024-02-01") from err
     items = [(d.name, (d, out / d.name, reference_date)) for d in study_dirs(root)]
     df = run_batch(items, stage_qc, out / "manifest_qc.csv", stage="qc",
                    resume=not no_resume, workers=workers, progress=_progress())
@@ -165,7 +177,7 @@ def features(
 
     import pandas as pd
 
-    from hccstrat.io.atomic import atomic_write
+    from hccstrat.io.atomic import atomic_write, ensure_output_dir
     from hccstrat.radiology.batch import run_batch, stage_features
 
     dirs = sorted(p.parent for p in out.glob("*/preprocessed/preprocess.json"))
@@ -179,7 +191,9 @@ def features(
     tab.index.name = "study"
     if "patient_id" in tab:  # first column: the join key of hccstrat.models
         tab.insert(0, "patient_id", tab.pop("patient_id").astype(str))
-    with atomic_write(table or out / "features.csv") as fh:
+    table = table or out / "features.csv"
+    ensure_output_dir(table.parent, "--table")
+    with atomic_write(table) as fh:
         tab.to_csv(fh)
     _summary(df, "features")
 

@@ -41,6 +41,7 @@ def _run(
 
     qc_kw = {k: kw.pop(k) for k in list(kw) if k in TileQCConfig.__dataclass_fields__}
     cfg = WsiJobConfig(stage=stage, qc=TileQCConfig(**qc_kw), **kw)
+    cfg.check()  # before the progress bar: a wrong option is one clear error
     n = len(discover_slides(inputs))
     console = Console(stderr=True)
     with Progress(console=console, transient=False) as bar:
@@ -160,8 +161,10 @@ def synth(
     import numpy as np
     from rich.console import Console
 
+    from hccstrat.io.atomic import ensure_output_dir
     from hccstrat.synthetic.wsi import default_latent, write_slide
 
+    ensure_output_dir(out)
     rng = np.random.default_rng(seed)
     for i in range(n):
         lat = default_latent(

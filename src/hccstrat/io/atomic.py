@@ -13,7 +13,41 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_path", "atomic_write", "sha256_file"]
+__all__ = ["atomic_path", "atomic_write", "ensure_output_dir", "sha256_file"]
+
+
+def ensure_output_dir(path: str | os.PathLike, option: str = "--out") -> Path:
+    """Create the output folder ``path`` and check that files can be written in it.
+
+    Parameters
+    ----------
+    path : path-like
+    option : str
+        Command-line option that names the folder (for the hint).
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    InputFileError
+        The folder cannot be created or written to (a file in the way, no permission,
+        read-only or full disk).
+    """
+    from hccstrat.exceptions import InputFileError
+
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        raise InputFileError(
+            f"cannot write to the output folder '{path}': {err.strerror or err}",
+            hint=f"choose a folder you can write to with {option}",
+        ) from err
+    return path
 
 
 @contextlib.contextmanager

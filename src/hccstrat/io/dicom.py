@@ -68,6 +68,9 @@ _IGNORED_SUFFIXES = (".json", ".nii", ".nii.gz", ".nrrd", ".csv", ".txt", ".md",
 _DICOMDIR_UID = "1.2.840.10008.1.3.10"
 _SEG_UID = "1.2.840.10008.5.1.4.1.1.66.4"
 _UNCOMPRESSED = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
+#: largest relative deviation of a slice gap from the median gap that still makes a volume
+#: (the fail threshold of the ``slice_spacing`` QC check)
+_GAP_TOLERANCE = 0.10
 
 
 def _tm_seconds(value) -> float | None:
@@ -352,10 +355,24 @@ def _geometry_problems(s: Series) -> None:
     if any(f.position is None or f.orientation is None for f in s.frames):
         s.problems.append("ImagePositionPatient/ImageOrientationPatient missing")
         return
+    spacings = {tuple(np.round(f.pixel_spacing, 3)) for f in s.frames if f.pixel_spacing}
+    if len(spacings) > 1:
+        s.problems.append("PixelSpacing differs between slices ("
+                          + ", ".join("x".join(f"{v:g}" for v in sp) for sp in sorted(spacings))
+                          + " mm)")
     s.sort_by_position()
     d = s.slice_positions()
     if d.size > 1 and np.any(np.diff(d) < 1e-3):
         s.problems.append("several images at the same slice position")
+        return
+    gaps = np.diff(d)
+    if gaps.size > 1:
+        med = float(np.median(gaps))
+        k = int(np.argmax(np.abs(gaps - med)))
+        if abs(gaps[k] - med) > _GAP_TOLERANCE * med:
+            s.problems.append(
+                f"uneven slice gaps: {gaps[k]:.2f} mm after slice {k + 1} of {d.size} "
+                f"(median {med:.2f} mm: a slice was not exported or is unreadable)")
 
 
 def load_volume(series: Series, *, dtype=np.float32, max_slices: int | None = None,
@@ -376,7 +393,8 @@ def load_volume(series: Series, *, dtype=np.float32, max_slices: int | None = No
     Raises
     ------
     DicomGeometryError
-        Missing PixelSpacing/position/orientation, duplicate positions, < 2 slices.
+        Missing PixelSpacing/position/orientation, duplicate positions, uneven slice
+        gaps (a missing slice), PixelSpacing differing between slices, < 2 slices.
     DicomReadError
         Pixel data that cannot be decoded.
     """
@@ -393,6 +411,12 @@ def load_volume(series: Series, *, dtype=np.float32, max_slices: int | None = No
     if geo:
         raise DicomGeometryError(f"{where}: {'; '.join(geo)}",
                                  hint="split the series or re-export it with geometry tags")
+    uneven = [p for p in series.problems if p.startswith(("uneven", "PixelSpacing differs"))]
+    if uneven:
+        raise DicomGeometryError(f"{where}: {'; '.join(uneven)}",
+                                 hint="re-export the complete series from the scanner/PACS "
+                                      "(see skipped.csv of the ingest report for files that "
+                                      "could not be read)")
     if series.n_slices < 2:
         raise DicomGeometryError(f"{where}: only {series.n_slices} slice(s), not a volume",
                                  hint="give a 3-D series")

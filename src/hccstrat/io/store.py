@@ -123,7 +123,8 @@ class Manifest:
         self.path = Path(path)
         self.rows: dict[str, dict[str, Any]] = {}
         if self.path.exists():
-            df = pd.read_csv(self.path, dtype={"error_code": str, "sha256": str})
+            # identifiers and paths stay text: slide '00123' must not come back as 123
+            df = pd.read_csv(self.path, dtype=dict.fromkeys(MANIFEST_COLUMNS, str))
             for r in df.to_dict("records"):
                 self.rows[str(r["slide_id"])] = {
                     k: (None if pd.isna(v) else v) for k, v in r.items()

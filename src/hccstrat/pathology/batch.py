@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from hccstrat.exceptions import HccstratError
-from hccstrat.io.atomic import atomic_path, atomic_write, sha256_file
+from hccstrat.io.atomic import atomic_path, atomic_write, ensure_output_dir, sha256_file
 from hccstrat.pathology.qc import TileQCConfig
 
 __all__ = ["STAGES", "SlideResult", "WsiJobConfig", "discover_slides", "process_slide", "run_batch"]
@@ -64,6 +64,32 @@ class WsiJobConfig:
     encoder_kwargs: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 64
     workers: int = 2
+
+    def check(self) -> None:
+        """Raise :class:`~hccstrat.exceptions.ConfigError` naming the first invalid setting.
+
+        Checked once before any slide is read, so that a wrong option value is one
+        clear error rather than a misleading failure on every slide (or a hang).
+        """
+        from hccstrat.exceptions import ConfigError
+
+        q = self.qc
+        rules = [  # (option, value, valid, what to give instead)
+            ("stage", self.stage, self.stage in STAGES, f"one of {', '.join(STAGES)}"),
+            ("--target-mpp", self.target_mpp, self.target_mpp > 0, "> 0 µm/px, e.g. 0.5"),
+            ("--tile-size", self.patch_size, self.patch_size >= 16, ">= 16 px, e.g. 224"),
+            ("--overlap", self.overlap, 0 <= self.overlap < self.patch_size,
+             f">= 0 px and < --tile-size ({self.patch_size})"),
+            ("--min-tissue", self.min_tissue, 0 <= self.min_tissue <= 1, "0 to 1, e.g. 0.5"),
+            ("--mpp", self.mpp, self.mpp is None or self.mpp > 0, "> 0 µm/px, e.g. 0.25"),
+            ("--batch-size", self.batch_size, self.batch_size >= 1, ">= 1, e.g. 64"),
+            ("--workers", self.workers, self.workers >= 0, ">= 0 reader threads"),
+            ("--max-pen", q.max_pen, 0 <= q.max_pen <= 1, "0 to 1, e.g. 0.05"),
+            ("--min-blur-var", q.min_blur_var, q.min_blur_var >= 0, ">= 0, e.g. 60"),
+        ]
+        for name, value, valid, expected in rules:
+            if not valid:
+                raise ConfigError(f"{name} {value!r} is invalid", hint=f"give {expected}")
 
 
 @dataclass
@@ -260,12 +286,8 @@ def run_batch(
     from hccstrat.io.store import Manifest
 
     cfg = cfg or WsiJobConfig()
-    if cfg.stage not in STAGES:
-        from hccstrat.exceptions import ConfigError
-
-        raise ConfigError(f"unknown stage {cfg.stage!r}", hint=f"use one of {STAGES}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg.check()
+    out_dir = ensure_output_dir(out_dir)
     manifest = Manifest(out_dir / f"manifest_{cfg.stage}.csv")
     encoder = create_encoder(cfg.encoder, **cfg.encoder_kwargs) if cfg.stage == "embed" else None
     paths = discover_slides(inputs)

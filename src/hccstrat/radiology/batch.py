@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from hccstrat.exceptions import HccstratError
-from hccstrat.io.atomic import atomic_write, sha256_file
+from hccstrat.io.atomic import atomic_write, ensure_output_dir, sha256_file
 
 __all__ = [
     "MANIFEST_COLUMNS",
@@ -48,6 +48,9 @@ MANIFEST_COLUMNS = [
     "finished",
 ]
 
+_TEXT_COLUMNS = ("item", "stage", "status", "error_code", "error_message", "output", "sha256",
+                 "finished")
+
 
 @dataclass
 class Manifest:
@@ -57,12 +60,28 @@ class Manifest:
 
     def load(self) -> pd.DataFrame:
         if self.path.is_file():
-            return pd.read_csv(self.path, dtype={"item": str})
+            # text columns read as text: type inference on a hex checksum such as
+            # '382e2949…' (a float with a huge exponent) crashes pandas' parser
+            return pd.read_csv(self.path, dtype=dict.fromkeys(_TEXT_COLUMNS, str))
         return pd.DataFrame(columns=MANIFEST_COLUMNS)
 
     def done(self) -> set[str]:
+        """Items finished before whose recorded output is still there, unchanged.
+
+        An item whose output was deleted or altered since (a cleaned-up folder, an
+        interrupted copy) is not done: a rerun redoes it.
+        """
         df = self.load()
-        return set(df.loc[df["status"] == "ok", "item"].astype(str))
+        out = set()
+        for r in df[df["status"] == "ok"].itertuples():
+            path = None if pd.isna(r.output) else Path(str(r.output))
+            if path is not None and not path.exists():
+                continue
+            if path is not None and path.is_file() and not pd.isna(r.sha256) \
+                    and sha256_file(path) != r.sha256:
+                continue
+            out.add(str(r.item))
+        return out
 
     def record(self, row: dict) -> None:
         df = self.load()
@@ -122,6 +141,7 @@ def run_batch(
     separate processes (``fn`` must then be a module-level function).
     """
     man = Manifest(Path(manifest_path))
+    ensure_output_dir(man.path.parent)
     done = man.done() if resume else set()
     todo = [(i, a) for i, a in items if str(i) not in done]
     for i in done:
