@@ -91,7 +91,7 @@ def allocate(
     import pandas as pd
 
     from hccstrat.exceptions import ConfigError
-    from hccstrat.trial.allocation import allocate_pre
+    from hccstrat.trial.allocation import allocate_pre, check_patient_ids, logged_arms
     from hccstrat.trial.allocation_log import AllocationLog, AllocationLogError, verify_log
     from hccstrat.trial.randomisation import (
         BlockRandomiser,
@@ -114,21 +114,23 @@ def allocate(
         res = allocate_pre(df, threshold=threshold, model_version=model_version,
                            log=AllocationLog(log))
     elif method in ("blocks", "minimisation"):
-        for c in ("centre", "risk_group"):
-            if c not in df.columns:
-                raise ConfigError(f"randomisation needs a {c!r} column")
+        check_patient_ids(df, ("centre", "risk_group"), source=str(table))
+        df = df.assign(patient_id=df["patient_id"].astype(str))
         if method == "blocks":
             strata = sorted({stratum_key(c, r) for c, r in zip(df["centre"], df["risk_group"],
                                                                strict=True)})
             rz: Any = BlockRandomiser(strata, seed=seed, log=log)
-            recs = [rz.enrol(p, stratum_key(c, r)) for p, c, r in
-                    zip(df["patient_id"], df["centre"], df["risk_group"], strict=True)]
         else:
             rz = MinimisationRandomiser({"centre": sorted(df["centre"].astype(str).unique()),
                                          "risk_group": sorted(df["risk_group"].astype(str)
                                                               .unique())}, seed=seed, log=log)
-            recs = [rz.enrol(p, {"centre": c, "risk_group": r}) for p, c, r in
-                    zip(df["patient_id"], df["centre"], df["risk_group"], strict=True)]
+        before = logged_arms(rz.log)  # a patient is randomised once: keep the logged arm
+        recs = [{"patient_id": p, "arm": before[p], "decision": f"not randomised again: "
+                 f"already allocated in {log}"} if p in before else
+                rz.enrol(p, stratum_key(c, r) if method == "blocks" else
+                         {"centre": c, "risk_group": r})
+                for p, c, r in zip(df["patient_id"], df["centre"], df["risk_group"],
+                                   strict=True)]
         res = pd.DataFrame(recs).drop(columns=["nonce"], errors="ignore")
         if seed is None:
             typer.echo(f"seed (store it securely, needed for the audit): {rz.seed}", err=True)
