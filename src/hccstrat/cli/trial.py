@@ -35,6 +35,21 @@ def _read(path: Path):
             from err
 
 
+def _date(value: str | None, option: str):
+    """``--as-of`` style option as a Timestamp (None stays None)."""
+    import pandas as pd
+
+    from hccstrat.exceptions import ConfigError
+
+    if value is None:
+        return None
+    try:
+        return pd.Timestamp(value)
+    except ValueError as err:
+        raise ConfigError(f"{option} {value!r} is not a date",
+                          hint="give it as YYYY-MM-DD") from err
+
+
 def _write(df, path: Path) -> None:
     from hccstrat.io.atomic import atomic_write
 
@@ -181,11 +196,12 @@ def ae(
     """Validate AEs (CTCAE v5), flag expedited SAE reports (24 h), write the safety table."""
     from hccstrat.trial.adverse_events import expedited_reports, safety_table
 
+    when = _date(as_of, "--as-of")
     df = _read(events)
-    out.mkdir(parents=True, exist_ok=True)
     tab = safety_table(df, _read(arms))
+    sae = expedited_reports(df, as_of=when)
+    out.mkdir(parents=True, exist_ok=True)
     _write(tab, out / "safety_table.csv")
-    sae = expedited_reports(df, as_of=as_of)
     _write(sae, out / "expedited_reports.csv")
     typer.echo(tab.to_string(index=False))
     typer.echo(f"SAEs: {len(sae)}, overdue reports: {int(sae['overdue'].sum())}")
