@@ -76,6 +76,7 @@ def screen(
     from hccstrat.trial.eligibility import evaluate, load_ruleset
     from hccstrat.trial.screening import consort_counts, screening_frame, screening_log
 
+    _date(as_of, "--as-of")
     rules = load_ruleset(study)
     frame = screening_frame(_read(clinical), _read(screening) if screening else None, as_of=as_of)
     res = evaluate(frame, rules, as_of=as_of)
