@@ -178,3 +178,15 @@ def test_ae_table_bad_values_are_listed_not_dropped():
                      pd.DataFrame({"patient_id": ["a"], "arm": ["X"]}))
     with pytest.raises(DataValidationError, match="column 'arm'"):
         safety_table(ok, pd.DataFrame({"patient_id": ["a"], "group": ["X"]}))
+
+
+def test_schedule_lists_bad_dates_and_visits_of_unknown_patients():
+    pts = pd.DataFrame({"patient_id": ["a", "b"], "surgery_date": ["2024-01-01", "2024-31-01"]})
+    with pytest.raises(DataValidationError, match=r"row 2 \(patient b\), column 'surgery_date'"):
+        followup_calendar(pts)  # before: a raw pandas ValueError (exit 70 in the CLI)
+    cal = followup_calendar(pts.iloc[:1])
+    visits = pd.DataFrame({"patient_id": ["a", "zz"], "visit_date": ["2024-04-02", "2024-04-02"]})
+    with pytest.raises(DataValidationError, match=r"patient zz.*follow-up calendar"):
+        visit_status(cal, visits, as_of="2024-12-31")  # before: the visit was ignored
+    with pytest.raises(DataValidationError, match="'visit_date'"):
+        visit_status(cal, visits.iloc[:1].assign(visit_date="soon"), as_of="2024-12-31")

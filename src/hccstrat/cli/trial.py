@@ -171,15 +171,20 @@ def schedule(
     from hccstrat.trial.schedule import followup_calendar, followup_status, visit_status
     from hccstrat.trial.therapy import neoadjuvant_doses
 
+    when = _date(as_of, "--as-of") or pd.Timestamp.today().normalize()
     df = _read(table)
-    out.mkdir(parents=True, exist_ok=True)
     cal = followup_calendar(df, every_months=every_months, duration_months=duration_months)
+    st = visit_status(cal, _read(visits), as_of=when) if visits is not None else None
+    out.mkdir(parents=True, exist_ok=True)
     _write(cal, out / "followup_calendar.csv")
     if {"height_cm", "weight_kg"} <= set(df.columns):
         _write(neoadjuvant_doses(df), out / "neoadjuvant_doses.csv")
-    if visits is not None:
-        when = pd.Timestamp(as_of) if as_of else pd.Timestamp.today().normalize()
-        st = visit_status(cal, _read(visits), as_of=when)
+    unplanned = sorted(set(df["patient_id"].astype(str)) - set(cal["patient_id"]))
+    if unplanned:
+        typer.echo(f"not scheduled (no surgery_date): {len(unplanned)} patient(s): "
+                   f"{', '.join(unplanned[:20])}" + (" ..." if len(unplanned) > 20 else ""),
+                   err=True)
+    if st is not None:
         _write(st, out / "visit_status.csv")
         fu = followup_status(st)
         _write(fu, out / "followup_status.csv")
