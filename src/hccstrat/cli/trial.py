@@ -223,6 +223,7 @@ def analyse(
     out: Path = typer.Option(Path("trial_report.html"), help="HTML report."),
 ) -> None:
     """RFS and OS: KM, log-rank, stratified Cox HR, RMST, 2-year rates; HTML report."""
+    from hccstrat.exceptions import ConfigError
     from hccstrat.reports.html import render_report
     from hccstrat.schema import coerce
     from hccstrat.survival import endpoint
@@ -230,8 +231,12 @@ def analyse(
     from hccstrat.trial.report import trial_sections
 
     df = coerce(_read(table))
-    df = df[df[arm_col].notna()].reset_index(drop=True)
     cols = [c.strip() for c in strata.split(",") if c.strip()]
+    missing = [c for c in (arm_col, *cols) if c not in df.columns]
+    if missing:
+        raise ConfigError(f"{table} has no column {', '.join(map(repr, missing))}",
+                          hint="check --arm-col / --strata against the table's header")
+    df = df[df[arm_col].notna()].reset_index(drop=True)
     res = [analyse_trial(endpoint(df, w), df[arm_col].astype(str), experimental=experimental,
                          strata=df[cols] if cols else None, horizon=horizon, endpoint=name)
            for w, name in (("rfs", "RFS"), ("os", "OS"))]
