@@ -249,3 +249,16 @@ def test_second_allocation_says_allocation_is_final(app_client):
     r = client.post(url, headers=h, json={"method": "randomised"})
     assert r.status_code == 409 and "already has an arm" in r.json()["message"]
     assert "allocated once" in r.json()["hint"]
+
+
+def test_screening_answers_that_cannot_be_read_are_422_not_pending(app_client):
+    client, H = app_client
+    h = H["a_investigator"]
+    _patient(client, h, clinical=TRIAL_OK)
+    r = client.post("/api/trial/NCT07282184/screen", headers=h, json={
+        "patient_id": "P-API1", "answers": {"consent": "maybe", "child_pugh_points": 20,
+                                            "age": {"x": 1}}})
+    assert r.status_code == 422, r.text  # before: 201, 'pending (data missing) [consent=maybe]'
+    cols = {p["column"] for p in r.json()["problems"]}
+    assert cols == {"consent", "child_pugh_points"} or cols == {"age"}
+    assert client.get("/api/trial/NCT07282184/enrolments", headers=h).json() == []

@@ -72,10 +72,19 @@ def _audit(session, p: Principal, action: str, entity: str, eid, centre_id, befo
 def screen(trial: str, body: ScreenIn, session: DB, p: _WRITE):
     import pandas as pd
 
+    from hccstrat.schema import coerce
     from hccstrat.trial.eligibility import evaluate
+    from hccstrat.trial.screening import validate_screening
 
     cfg = _trial(trial)
     patient = repo.get_patient(session, p.scope, body.patient_id)
+    # an unreadable answer ('maybe', Child-Pugh 20) must not pass for a missing one
+    answers = pd.DataFrame([{**body.answers, "patient_id": patient.pseudo_id}])
+    validate_screening(answers, source="screening answers")
+    rep = ValidationReport(source="screening answers")
+    coerce(answers, rep)  # clinical columns among the answers (age, ecog...)
+    if rep:
+        raise DataValidationError(rep, hint="correct the listed answers; nothing was stored")
     rec = repo.latest_clinical(session, patient)
     row = {**(rec.data if rec else {}), **body.answers, "patient_id": patient.pseudo_id}
     result = evaluate(pd.DataFrame([row]), cfg["ruleset"], as_of=body.as_of)
