@@ -98,3 +98,12 @@ def test_demo_foundation_stages_on_small_cohort(tmp_path):
     lo, hi = cox["c_index_ci95"]
     assert 0.5 < cox["c_index_test"] < 0.85 and lo < cox["c_index_test"] < hi
     assert (out / "cohort" / "clinical.csv").exists()
+
+
+def test_error_message_brackets_are_printed_not_eaten_as_markup(tmp_path, capsys):
+    """rich took "[...]" in a message for markup: "arms ['A', 'B'] must be" printed as
+    "arms  must be", and a username pattern lost its character classes."""
+    code = main(["users", "create", "--username", "Bob", "--role", "admin", "--password",
+                 "long enough 1", "--data-dir", str(tmp_path / "reg")])
+    assert code == 2
+    assert "[a-z0-9][a-z0-9._-]{1,63}" in capsys.readouterr().err

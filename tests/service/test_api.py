@@ -205,3 +205,60 @@ def test_openapi_documents_every_resource(app_client):
     spec = client.get("/openapi.json").json()
     tags = {t for p in spec["paths"].values() for op in p.values() for t in op.get("tags", [])}
     assert {"patients", "uploads", "jobs", "predictions", "trial", "reports", "audit"} <= tags
+
+
+def _allocated(client, h, pid="P-AE"):
+    _patient(client, h, pid=pid, clinical=TRIAL_OK)
+    r = client.post("/api/trial/NCT07417800/screen", headers=h,
+                    json={"patient_id": pid, "answers": {"consent": True}})
+    return r.json()["id"]
+
+
+def test_adverse_event_checked_against_ctcae_and_enrolment(app_client):
+    client, H = app_client
+    h = H["a_investigator"]
+    eid = _allocated(client, h)
+
+    def post(**body):
+        return client.post(f"/api/trial/enrolments/{eid}/adverse-events", headers=h, json=body)
+
+    r = post(term="Fatigue", grade=2)
+    assert r.status_code == 409 and "enrolled patients only" in r.json()["message"]
+    assert client.post(f"/api/trial/enrolments/{eid}/enrol", headers=h,
+                       json={"consent": True}).status_code == 200
+    r = post(term="Fatigue", grade=5)  # CTCAE v5: fatigue has no grade 4 or 5
+    assert r.status_code == 422 and "an integer 1..3 for Fatigue" in r.json()["message"]
+    r = post(term="Feeling sad", grade=2)
+    assert r.status_code == 422 and "column 'term'" in r.json()["message"]
+    r = post(term="Fatigue", grade=2, onset_date="1990-01-01")
+    assert r.status_code == 422 and "on or after the enrolment date" in r.json()["message"]
+    r = post(term="Fatigue", grade=2, onset_date="2099-01-10", resolved_date="2099-01-01")
+    assert r.status_code == 422 and "'resolved_date'" in r.json()["message"]
+    assert post(term="Fatigue", grade=3).status_code == 201
+    aes = client.get(f"/api/trial/enrolments/{eid}", headers=h).json()["adverse_events"]
+    assert aes == [{"term": "Fatigue", "grade": 3, "serious": False}]  # nothing else stored
+
+
+def test_second_allocation_says_allocation_is_final(app_client):
+    client, H = app_client
+    h = H["a_investigator"]
+    eid = _allocated(client, h)
+    client.post(f"/api/trial/enrolments/{eid}/enrol", headers=h, json={"consent": True})
+    url = f"/api/trial/enrolments/{eid}/allocate"
+    assert client.post(url, headers=h, json={"method": "randomised"}).status_code == 201
+    r = client.post(url, headers=h, json={"method": "randomised"})
+    assert r.status_code == 409 and "already has an arm" in r.json()["message"]
+    assert "allocated once" in r.json()["hint"]
+
+
+def test_screening_answers_that_cannot_be_read_are_422_not_pending(app_client):
+    client, H = app_client
+    h = H["a_investigator"]
+    _patient(client, h, clinical=TRIAL_OK)
+    r = client.post("/api/trial/NCT07282184/screen", headers=h, json={
+        "patient_id": "P-API1", "answers": {"consent": "maybe", "child_pugh_points": 20,
+                                            "age": {"x": 1}}})
+    assert r.status_code == 422, r.text  # before: 201, 'pending (data missing) [consent=maybe]'
+    cols = {p["column"] for p in r.json()["problems"]}
+    assert cols == {"consent", "child_pugh_points"} or cols == {"age"}
+    assert client.get("/api/trial/NCT07282184/enrolments", headers=h).json() == []

@@ -42,6 +42,26 @@ def test_create_admin_and_audit_verify(tmp_path):
     assert r.exit_code == 9 and "BROKEN at event 2" in r.output
 
 
+def test_users_and_audit_bad_input_is_a_clear_error(tmp_path, capsys):
+    from hccstrat.cli import main
+
+    d = ["--data-dir", str(tmp_path / "reg")]
+    assert main(["users", "add-centre", "GZ1", "Guangzhou 1", *d]) == 0
+    # before: 'internal error: IntegrityError' (exit 70)
+    assert main(["users", "add-centre", "GZ1", "again", *d]) == 8
+    assert "centre 'GZ1' already exists" in capsys.readouterr().err
+    # before: accepted, although POST /api/centres refuses such a code
+    assert main(["users", "add-centre", "GZ 1/é", "x", *d]) == 2
+    assert "code: String should match pattern" in capsys.readouterr().err
+    # before: 'internal error: ValidationError' (exit 70)
+    assert main(["users", "create-admin", "--password", "short", *d]) == 2
+    assert "password: String should have at least 10 characters" in capsys.readouterr().err
+    # before: a mistyped --data-dir created an empty registry and reported it 'intact'
+    assert main(["audit", "verify", "--data-dir", str(tmp_path / "typo")]) == 3
+    assert "no registry in" in capsys.readouterr().err and not (tmp_path / "typo").exists()
+    assert main(["audit", "verify", *d]) == 0
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -155,6 +155,21 @@ def test_clinical_version_unique(session_factory):
             s.commit()
 
 
+def test_duplicate_from_a_concurrent_request_is_a_conflict(session_factory):
+    """Two requests creating the same patient at once: the loser gets a 409-style
+    ConflictError naming the record, not a raw IntegrityError (HTTP 500)."""
+    from hccstrat.storage.models import Patient
+
+    a, _ = _centres(session_factory)
+    with session_factory() as s:
+        repo.create_patient(s, repo.Scope(actor="u"), centre=a, pseudo_id="P-7", clinical={})
+        s.commit()
+        # the other request passed its existence check before this one committed
+        with pytest.raises(repo.ConflictError, match=r"new patient was not stored.*existing"):
+            repo.audited_add(s, repo.Scope(actor="u"), Patient(pseudo_id="P-7", centre_id=a.id),
+                             entity="patient", centre_id=a.id)
+
+
 def test_bad_url_is_a_config_error():
     with pytest.raises(ConfigError, match="not supported"):
         make_engine("mysql://u@h/db")

@@ -162,3 +162,48 @@ def test_minimisation_log_audit(tmp_path):
     assert verify_log(path).ok
     rep = audit_log(path, seed=7)
     assert not rep["ok"] and rep["mismatches"][0] == e["patient_id"]
+
+
+def test_pre_rule_never_allocates_a_patient_twice(tmp_path):
+    from hccstrat.exceptions import DataValidationError
+
+    log = AllocationLog(tmp_path / "l.jsonl", fsync=False)
+    dup = pd.DataFrame({"patient_id": ["a", "b", "a"], "pre_score": [0.7, 0.3, 0.2]})
+    with pytest.raises(DataValidationError, match=r"row 3 \(patient a\).*occurs once"):
+        allocate_pre(dup, model_version="v1", log=log)
+    assert len(log) == 0  # refused before anything was logged
+    allocate_pre(dup.iloc[:2], model_version="v1", log=log)
+    again = allocate_pre(pd.DataFrame({"patient_id": ["a", "c"], "pre_score": [0.2, 0.9]}),
+                         model_version="v1", log=log).set_index("patient_id")
+    assert again.at["a", "arm"] == ARM_NEOADJUVANT  # keeps the logged arm, not re-decided
+    assert "already allocated" in again.at["a", "decision"]
+    assert again.at["c", "arm"] == ARM_NEOADJUVANT and len(log) == 3
+
+
+@pytest.mark.parametrize("method", ["blocks", "minimisation"])
+def test_cli_randomisation_rerun_and_bad_rows(tmp_path, method):
+    from typer.testing import CliRunner
+
+    from hccstrat.cli import main
+    from hccstrat.cli.trial import app
+
+    log, first = tmp_path / "l.jsonl", tmp_path / "p1.csv"
+    pd.DataFrame({"patient_id": ["a", "b"], "centre": "A", "risk_group": "low"}).to_csv(
+        first, index=False)
+    args = ["allocate", "--method", method, "--seed", "3", "--log", str(log)]
+    r = CliRunner().invoke(app, [*args, str(first), "--out", str(tmp_path / "o1.csv")])
+    assert r.exit_code == 0, r.output
+    arms = pd.read_csv(tmp_path / "o1.csv").set_index("patient_id")["arm"]
+    second = tmp_path / "p2.csv"
+    pd.DataFrame({"patient_id": ["a", "b", "c"], "centre": "A", "risk_group": "low"}).to_csv(
+        second, index=False)
+    r = CliRunner().invoke(app, [*args, str(second), "--out", str(tmp_path / "o2.csv")])
+    assert r.exit_code == 0, r.output  # before: 'patient a is already allocated', no output
+    out = pd.read_csv(tmp_path / "o2.csv").set_index("patient_id")
+    assert out.loc[["a", "b"], "arm"].tolist() == arms.tolist()
+    assert out.at["c", "arm"] in ("model_assisted", "standard_care")
+    assert verify_log(log).n_entries == 4  # genesis + a, b, c: nobody randomised twice
+    bad = tmp_path / "bad.csv"
+    bad.write_text("patient_id,centre,risk_group\nd,A,low\nd,A,low\ne,,low\n")
+    assert main(["trial", *args, str(bad), "--out", str(tmp_path / "o3.csv")]) == 5
+    assert verify_log(log).n_entries == 4 and not (tmp_path / "o3.csv").exists()

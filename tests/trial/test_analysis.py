@@ -144,3 +144,17 @@ def test_obf_type_one_error_by_simulation():
     z = np.cumsum(inc, axis=1) / np.sqrt(t)
     rate = np.mean((np.abs(z) >= b).any(axis=1))
     assert rate == pytest.approx(0.05, abs=0.002)
+
+
+def test_analyse_trial_bad_inputs_say_what_is_wrong():
+    from hccstrat.exceptions import ConfigError, ModelError
+    from hccstrat.trial.analysis import analyse_trial
+
+    y = make_surv(np.zeros(8, bool), np.arange(1.0, 9.0))  # no events yet
+    arm = np.array(["A", "B"] * 4)
+    with pytest.raises(ModelError, match=r"cannot be estimated \(0 event"):
+        analyse_trial(y, arm, experimental="B")  # before: lifelines ConvergenceError
+    with pytest.raises(ConfigError, match=r"found 1 arm label\(s\) \['A'\]"):
+        analyse_trial(y, np.array(["A"] * 8), experimental="B")
+    with pytest.raises(ConfigError, match="horizon -5"):
+        analyse_trial(y, arm, experimental="B", horizon=-5)

@@ -104,3 +104,14 @@ def test_cli_schedule_ae_analyse(tmp_path):
                             "--strata", "centre", "--out", str(tmp_path / "r.html")])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "r.html").exists() and '"endpoint": "OS"' in r.output
+
+
+def test_cli_bad_dates_are_usage_errors(tmp_path, capsys):
+    from hccstrat.cli import main
+
+    pd.DataFrame({"patient_id": ["a"], "age": [60]}).to_csv(tmp_path / "c.csv", index=False)
+    # before: 'internal error: DateParseError' (exit 70)
+    assert main(["trial", "screen", str(tmp_path / "c.csv"), "--as-of", "13.13.2026",
+                 "--out", str(tmp_path / "s")]) == 2
+    assert "--as-of '13.13.2026' is not a date" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()

@@ -202,3 +202,27 @@ def test_screening_table_bad_values_reported():
     with pytest.raises(DataValidationError) as ei:
         screening_frame(pd.DataFrame({"patient_id": ["a", "b"]}), bad)
     assert len(ei.value.report) == 2
+
+
+def test_unreadable_or_impossible_screening_values_are_not_pending():
+    """An unreadable age or an impossible Child-Pugh score used to pass as 'data missing'
+    (pending) or 'not met'; they are errors naming row, patient and column."""
+    clin = pd.DataFrame({"patient_id": ["a", "b"], "age": [60, "abc"],
+                         "mri_date": ["2026-01-01", "2026-13-01"]})
+    with pytest.raises(DataValidationError) as ei:
+        screening_frame(clin)
+    msg = str(ei.value)
+    assert "row 2 (patient b), column 'age': got 'abc'" in msg and "'mri_date'" in msg
+    scr = pd.DataFrame({"patient_id": ["a", "b"], "child_pugh_points": [5, 20],
+                        "bclc_stage": ["a", "Z"], "nyha_class": [1, 5]})
+    with pytest.raises(DataValidationError) as ei:
+        screening_frame(pd.DataFrame({"patient_id": ["a", "b"]}), scr)
+    assert {(p.patient_id, p.column) for p in ei.value.report.problems} == {
+        ("b", "child_pugh_points"), ("b", "bclc_stage"), ("b", "nyha_class")}
+    with pytest.raises(DataValidationError, match="patient_id"):
+        screening_frame(pd.DataFrame({"id": ["a"]}))
+    # a missing Child-Pugh score stays a pending criterion ('needs data'), not an exclusion
+    frame = screening_frame(pd.DataFrame({"patient_id": ["a"]}), scr.iloc[:1].assign(
+        child_pugh_points=[None]))
+    crit = evaluate(frame, load_ruleset("NCT07282184"), as_of="2026-07-01").criteria
+    assert crit.set_index("criterion").loc["INC-05", "status"] == "pending"

@@ -72,3 +72,13 @@ def test_insilico_trial_oracle_policy():
     assert same["true_rfs24_gain"] == 0 and same["share_changed"] == 0
     with pytest.raises(ConfigError, match="unknown regimens"):
         insilico_trial(oracle, n=100, n_reps=10, recommend=lambda o: ["chemo"] * len(o))
+
+
+def test_simulate_cli_refuses_impossible_parameters(capsys):
+    from hccstrat.cli import main
+
+    # before: 'internal error: ValueError: math domain error' / 'cannot convert float NaN'
+    assert main(["trial", "simulate", "--control-rfs24", "1.5", "--reps", "5"]) == 2
+    assert "control 2-year RFS 1.5 must lie strictly between 0 and 1" in capsys.readouterr().err
+    assert main(["trial", "simulate", "--power", "1.2", "--reps", "5"]) == 2
+    assert "power 1.2 must lie strictly between 0 and 1" in capsys.readouterr().err

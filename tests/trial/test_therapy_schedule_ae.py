@@ -157,3 +157,36 @@ def test_safety_table():
     assert tab.at["Grade >= 3", "HAIC+LEN+PD1 (n=3)"] == "2 (66.7%)"
     assert tab.at["Hypertension: any grade", "HAIC+LEN+PD1 (n=3)"] == "1 (33.3%)"
     assert tab.at["Grade 5 (fatal)", "resection (n=2)"] == "1 (50.0%)"
+
+
+def test_ae_table_bad_values_are_listed_not_dropped():
+    from hccstrat.trial.adverse_events import safety_table, validate_ae_table
+
+    ae = pd.DataFrame({"patient_id": ["a", "b", "c"], "term": ["Fatigue"] * 3, "grade": [2, 3, 1],
+                       "onset_date": ["2024-01-05", "not a date", None],
+                       "serious": ["yes", "no", "maybe"]})
+    with pytest.raises(DataValidationError) as err:
+        validate_ae_table(ae)
+    msg = str(err.value)  # before: TypeError 'Need to pass bool-like values'; dates dropped
+    assert "row 2 (patient b), column 'onset_date': got 'not a date'" in msg
+    assert "row 3 (patient c), column 'onset_date': got None" in msg
+    assert "row 3 (patient c), column 'serious': got 'maybe'" in msg
+    ok = ae.iloc[:1].assign(serious="yes")
+    assert validate_ae_table(ok)["serious"].tolist() == [True]
+    with pytest.raises(DataValidationError, match=r"patient zz.*a patient of the arms table"):
+        safety_table(pd.concat([ok, ok.assign(patient_id="zz")]),  # AE of an unknown patient
+                     pd.DataFrame({"patient_id": ["a"], "arm": ["X"]}))
+    with pytest.raises(DataValidationError, match="column 'arm'"):
+        safety_table(ok, pd.DataFrame({"patient_id": ["a"], "group": ["X"]}))
+
+
+def test_schedule_lists_bad_dates_and_visits_of_unknown_patients():
+    pts = pd.DataFrame({"patient_id": ["a", "b"], "surgery_date": ["2024-01-01", "2024-31-01"]})
+    with pytest.raises(DataValidationError, match=r"row 2 \(patient b\), column 'surgery_date'"):
+        followup_calendar(pts)  # before: a raw pandas ValueError (exit 70 in the CLI)
+    cal = followup_calendar(pts.iloc[:1])
+    visits = pd.DataFrame({"patient_id": ["a", "zz"], "visit_date": ["2024-04-02", "2024-04-02"]})
+    with pytest.raises(DataValidationError, match=r"patient zz.*follow-up calendar"):
+        visit_status(cal, visits, as_of="2024-12-31")  # before: the visit was ignored
+    with pytest.raises(DataValidationError, match="'visit_date'"):
+        visit_status(cal, visits.iloc[:1].assign(visit_date="soon"), as_of="2024-12-31")

@@ -78,9 +78,12 @@ def main(argv: list[str] | None = None) -> int:
         if _state["debug"]:
             raise
         from rich.console import Console
+        from rich.markup import escape
 
+        # escape: a message quoting "[...]" (a list, a regex) must not be eaten as markup
         Console(stderr=True).print(
-            f"[bold red]error[/] [{err.code}] {err}", highlight=False, soft_wrap=True
+            f"[bold red]error[/] {escape(f'[{err.code}] {err}')}", highlight=False,
+            soft_wrap=True,
         )
         return err.exit_code
     except typer.Exit as ex:

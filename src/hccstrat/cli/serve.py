@@ -20,9 +20,18 @@ _DATA = typer.Option(Path("hccstrat-data"), "--data-dir", help="Folder of the re
 _DB = typer.Option(None, "--db", help="Database URL (default: SQLite in --data-dir).")
 
 
-def _session(data_dir: Path, db: str | None):
+def _session(data_dir: Path, db: str | None, *, existing: bool = False):
+    """Engine and session factory of the registry; ``existing``: refuse to create one
+    (a check of a mistyped --data-dir must not pass on a new, empty registry)."""
+    from hccstrat.exceptions import InputFileError
     from hccstrat.storage import default_url, make_engine, make_sessionmaker, migrate
 
+    if existing and db is None and not (data_dir / "registry.sqlite").is_file():
+        raise InputFileError(f"no registry in {data_dir} (registry.sqlite not found)",
+                             hint="give the --data-dir the service uses, or --db")
+    if existing and db is not None and db.startswith("sqlite:///") \
+            and not Path(db.removeprefix("sqlite:///")).is_file():
+        raise InputFileError(f"no registry database at {db}", hint="check the --db URL")
     data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(db or default_url(data_dir))
     migrate(engine)
@@ -95,17 +104,32 @@ def serve(
                 access_log=False)  # uvicorn's access log prints full paths: keep it off
 
 
+def _validated(model, **fields):
+    """``model(**fields)``; a pydantic ValidationError becomes a ConfigError naming the
+    option and what it must be."""
+    from pydantic import ValidationError
+
+    from hccstrat.exceptions import ConfigError
+
+    try:
+        return model(**fields)
+    except ValidationError as err:
+        msgs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        raise ConfigError(f"invalid value: {msgs}", hint="correct the option and rerun; "
+                          "nothing was stored") from err
+
+
 def _create_user(data_dir, db, username, password, role, centre) -> None:
     from hccstrat.service.routers.admin import create_user
     from hccstrat.service.schemas import UserIn
     from hccstrat.service.security import make_hasher
     from hccstrat.storage.repositories import Scope
 
+    body = _validated(UserIn, username=username, password=password, role=role, centre=centre)
     engine, Session = _session(data_dir, db)
     try:
         with Session() as s:
-            create_user(s, make_hasher(), Scope(actor="cli"),
-                        UserIn(username=username, password=password, role=role, centre=centre))
+            create_user(s, make_hasher(), Scope(actor="cli"), body)
             s.commit()
     finally:
         engine.dispose()
@@ -135,15 +159,7 @@ def create(
     db: str = _DB,
 ) -> None:
     """Create an account."""
-    from pydantic import ValidationError
-
-    from hccstrat.exceptions import ConfigError
-
-    try:
-        _create_user(data_dir, db, username, password, role, centre)
-    except ValidationError as err:
-        raise ConfigError(f"invalid account: {err.errors()[0]['msg']}",
-                          hint="check the role name and the password length") from err
+    _create_user(data_dir, db, username, password, role, centre)
 
 
 @users_app.command("add-centre")
@@ -154,14 +170,21 @@ def add_centre(
     db: str = _DB,
 ) -> None:
     """Register a centre."""
-    from hccstrat.storage.models import Centre
-    from hccstrat.storage.repositories import Scope, audited_add
+    from sqlalchemy import select
 
+    from hccstrat.service.schemas import CentreIn
+    from hccstrat.storage.models import Centre
+    from hccstrat.storage.repositories import ConflictError, Scope, audited_add
+
+    body = _validated(CentreIn, code=code, name=name)  # the rules of POST /api/centres
     engine, Session = _session(data_dir, db)
     try:
         with Session() as s:
-            audited_add(s, Scope(actor="cli"), Centre(code=code, name=name), entity="centre",
-                        centre_id=None)
+            if s.scalar(select(Centre.id).where(Centre.code == body.code)) is not None:
+                raise ConflictError(f"centre {body.code!r} already exists",
+                                    hint="use another code")
+            audited_add(s, Scope(actor="cli"), Centre(code=body.code, name=body.name),
+                        entity="centre", centre_id=None)
             s.commit()
     finally:
         engine.dispose()
@@ -173,7 +196,7 @@ def verify(data_dir: Path = _DATA, db: str = _DB) -> None:
     """Recompute the audit hash chain; exit code 9 when it is broken."""
     from hccstrat.storage import verify_chain
 
-    engine, Session = _session(data_dir, db)
+    engine, Session = _session(data_dir, db, existing=True)
     try:
         with Session() as s:
             res = verify_chain(s)
@@ -199,7 +222,7 @@ def allocations(
     from hccstrat.service.allocation import audit_allocations
     from hccstrat.storage.models import Allocation, Enrolment, Patient
 
-    engine, Session = _session(data_dir, db)
+    engine, Session = _session(data_dir, db, existing=True)
     try:
         with Session() as s:
             q = (select(Allocation, Patient.pseudo_id)

@@ -35,6 +35,21 @@ def _read(path: Path):
             from err
 
 
+def _date(value: str | None, option: str):
+    """``--as-of`` style option as a Timestamp (None stays None)."""
+    import pandas as pd
+
+    from hccstrat.exceptions import ConfigError
+
+    if value is None:
+        return None
+    try:
+        return pd.Timestamp(value)
+    except ValueError as err:
+        raise ConfigError(f"{option} {value!r} is not a date",
+                          hint="give it as YYYY-MM-DD") from err
+
+
 def _write(df, path: Path) -> None:
     from hccstrat.io.atomic import atomic_write
 
@@ -61,6 +76,7 @@ def screen(
     from hccstrat.trial.eligibility import evaluate, load_ruleset
     from hccstrat.trial.screening import consort_counts, screening_frame, screening_log
 
+    _date(as_of, "--as-of")
     rules = load_ruleset(study)
     frame = screening_frame(_read(clinical), _read(screening) if screening else None, as_of=as_of)
     res = evaluate(frame, rules, as_of=as_of)
@@ -91,7 +107,7 @@ def allocate(
     import pandas as pd
 
     from hccstrat.exceptions import ConfigError
-    from hccstrat.trial.allocation import allocate_pre
+    from hccstrat.trial.allocation import allocate_pre, check_patient_ids, logged_arms
     from hccstrat.trial.allocation_log import AllocationLog, AllocationLogError, verify_log
     from hccstrat.trial.randomisation import (
         BlockRandomiser,
@@ -114,21 +130,23 @@ def allocate(
         res = allocate_pre(df, threshold=threshold, model_version=model_version,
                            log=AllocationLog(log))
     elif method in ("blocks", "minimisation"):
-        for c in ("centre", "risk_group"):
-            if c not in df.columns:
-                raise ConfigError(f"randomisation needs a {c!r} column")
+        check_patient_ids(df, ("centre", "risk_group"), source=str(table))
+        df = df.assign(patient_id=df["patient_id"].astype(str))
         if method == "blocks":
             strata = sorted({stratum_key(c, r) for c, r in zip(df["centre"], df["risk_group"],
                                                                strict=True)})
             rz: Any = BlockRandomiser(strata, seed=seed, log=log)
-            recs = [rz.enrol(p, stratum_key(c, r)) for p, c, r in
-                    zip(df["patient_id"], df["centre"], df["risk_group"], strict=True)]
         else:
             rz = MinimisationRandomiser({"centre": sorted(df["centre"].astype(str).unique()),
                                          "risk_group": sorted(df["risk_group"].astype(str)
                                                               .unique())}, seed=seed, log=log)
-            recs = [rz.enrol(p, {"centre": c, "risk_group": r}) for p, c, r in
-                    zip(df["patient_id"], df["centre"], df["risk_group"], strict=True)]
+        before = logged_arms(rz.log)  # a patient is randomised once: keep the logged arm
+        recs = [{"patient_id": p, "arm": before[p], "decision": f"not randomised again: "
+                 f"already allocated in {log}"} if p in before else
+                rz.enrol(p, stratum_key(c, r) if method == "blocks" else
+                         {"centre": c, "risk_group": r})
+                for p, c, r in zip(df["patient_id"], df["centre"], df["risk_group"],
+                                   strict=True)]
         res = pd.DataFrame(recs).drop(columns=["nonce"], errors="ignore")
         if seed is None:
             typer.echo(f"seed (store it securely, needed for the audit): {rz.seed}", err=True)
@@ -153,15 +171,20 @@ def schedule(
     from hccstrat.trial.schedule import followup_calendar, followup_status, visit_status
     from hccstrat.trial.therapy import neoadjuvant_doses
 
+    when = _date(as_of, "--as-of") or pd.Timestamp.today().normalize()
     df = _read(table)
-    out.mkdir(parents=True, exist_ok=True)
     cal = followup_calendar(df, every_months=every_months, duration_months=duration_months)
+    st = visit_status(cal, _read(visits), as_of=when) if visits is not None else None
+    out.mkdir(parents=True, exist_ok=True)
     _write(cal, out / "followup_calendar.csv")
     if {"height_cm", "weight_kg"} <= set(df.columns):
         _write(neoadjuvant_doses(df), out / "neoadjuvant_doses.csv")
-    if visits is not None:
-        when = pd.Timestamp(as_of) if as_of else pd.Timestamp.today().normalize()
-        st = visit_status(cal, _read(visits), as_of=when)
+    unplanned = sorted(set(df["patient_id"].astype(str)) - set(cal["patient_id"]))
+    if unplanned:
+        typer.echo(f"not scheduled (no surgery_date): {len(unplanned)} patient(s): "
+                   f"{', '.join(unplanned[:20])}" + (" ..." if len(unplanned) > 20 else ""),
+                   err=True)
+    if st is not None:
         _write(st, out / "visit_status.csv")
         fu = followup_status(st)
         _write(fu, out / "followup_status.csv")
@@ -179,11 +202,12 @@ def ae(
     """Validate AEs (CTCAE v5), flag expedited SAE reports (24 h), write the safety table."""
     from hccstrat.trial.adverse_events import expedited_reports, safety_table
 
+    when = _date(as_of, "--as-of")
     df = _read(events)
-    out.mkdir(parents=True, exist_ok=True)
     tab = safety_table(df, _read(arms))
+    sae = expedited_reports(df, as_of=when)
+    out.mkdir(parents=True, exist_ok=True)
     _write(tab, out / "safety_table.csv")
-    sae = expedited_reports(df, as_of=as_of)
     _write(sae, out / "expedited_reports.csv")
     typer.echo(tab.to_string(index=False))
     typer.echo(f"SAEs: {len(sae)}, overdue reports: {int(sae['overdue'].sum())}")
@@ -199,6 +223,7 @@ def analyse(
     out: Path = typer.Option(Path("trial_report.html"), help="HTML report."),
 ) -> None:
     """RFS and OS: KM, log-rank, stratified Cox HR, RMST, 2-year rates; HTML report."""
+    from hccstrat.exceptions import ConfigError
     from hccstrat.reports.html import render_report
     from hccstrat.schema import coerce
     from hccstrat.survival import endpoint
@@ -206,8 +231,12 @@ def analyse(
     from hccstrat.trial.report import trial_sections
 
     df = coerce(_read(table))
-    df = df[df[arm_col].notna()].reset_index(drop=True)
     cols = [c.strip() for c in strata.split(",") if c.strip()]
+    missing = [c for c in (arm_col, *cols) if c not in df.columns]
+    if missing:
+        raise ConfigError(f"{table} has no column {', '.join(map(repr, missing))}",
+                          hint="check --arm-col / --strata against the table's header")
+    df = df[df[arm_col].notna()].reset_index(drop=True)
     res = [analyse_trial(endpoint(df, w), df[arm_col].astype(str), experimental=experimental,
                          strata=df[cols] if cols else None, horizon=horizon, endpoint=name)
            for w, name in (("rfs", "RFS"), ("os", "OS"))]

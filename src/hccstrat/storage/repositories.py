@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hccstrat.exceptions import HccstratError
@@ -29,6 +30,7 @@ __all__ = [
     "clinical_history",
     "create_patient",
     "delete_patient",
+    "flush_or_conflict",
     "get_centre",
     "get_patient",
     "latest_clinical",
@@ -74,12 +76,26 @@ def snapshot(obj: Any) -> dict[str, Any]:
     return jsonable({c: getattr(obj, c) for c in cols if c != "password_hash"})
 
 
+def flush_or_conflict(session: Session, what: str) -> None:
+    """Flush; a unique-constraint violation (e.g. two concurrent identical requests)
+    becomes a :class:`ConflictError` saying ``what`` instead of a database error.
+
+    The session must then be rolled back (the request's session is, when it closes).
+    """
+    try:
+        session.flush()
+    except IntegrityError as err:
+        raise ConflictError(f"{what}: it conflicts with an existing record",
+                            hint="reload to see the stored record; repeat the request only "
+                                 "if it is missing") from err
+
+
 def audited_add(
     session: Session, scope: Scope, obj: Any, *, entity: str, centre_id: int | None
 ) -> Any:
     """Add ``obj``, flush to get its id, and audit the creation."""
     session.add(obj)
-    session.flush()
+    flush_or_conflict(session, f"the new {entity} was not stored")
     append_event(
         session,
         actor=scope.actor,

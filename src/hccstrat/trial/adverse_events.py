@@ -101,7 +101,8 @@ def validate_ae_table(ae: pd.DataFrame, *, source: str = "adverse events") -> pd
     ------
     DataValidationError
         Unknown CTCAE terms, grades outside 1..max grade of the term, unknown
-        attribution, awareness before onset, grade 5 not marked serious.
+        attribution, missing or unparseable dates, a ``serious`` value other than
+        yes/no, awareness before onset, grade 5 not marked serious.
     """
     rep = ValidationReport(source=source)
     for col in ("patient_id", "term", "grade", "onset_date"):
@@ -114,11 +115,15 @@ def validate_ae_table(ae: pd.DataFrame, *, source: str = "adverse events") -> pd
     out["grade"] = pd.to_numeric(out["grade"], errors="coerce")
     for c in ("onset_date", "awareness_date", "report_date"):
         if c in out.columns:
-            out[c] = pd.to_datetime(out[c], errors="coerce")
+            raw = out[c]
+            out[c] = pd.to_datetime(raw, errors="coerce", format="ISO8601")
+            given = raw.notna() & (raw.astype("string").str.strip() != "")
+            for i in out.index[(out[c].isna() & (given | (c == "onset_date"))).to_numpy(bool)]:
+                rep.add(Problem(i + 1, out.at[i, "patient_id"], c, raw[i] if given[i] else None,
+                                "a date YYYY-MM-DD"))
     if "awareness_date" not in out.columns:
         out["awareness_date"] = out["onset_date"]
-    out["serious"] = out["serious"].astype("boolean") if "serious" in out.columns else \
-        pd.Series(pd.NA, index=out.index, dtype="boolean")
+    out["serious"] = _serious(out, rep)
     for i, r in out.iterrows():
         spec = CTCAE_TERMS.get(str(r["term"]))
         where = (i + 1, r["patient_id"])
@@ -141,6 +146,21 @@ def validate_ae_table(ae: pd.DataFrame, *, source: str = "adverse events") -> pd
     out["serious"] = out["serious"].fillna(out["grade"] >= 4).astype(bool)
     out["grade"] = out["grade"].astype(int)
     return out
+
+
+def _serious(ae: pd.DataFrame, rep: ValidationReport) -> pd.Series:
+    """The ``serious`` column as booleans (yes/no, true/false, 1/0; blank: derived)."""
+    if "serious" not in ae.columns:
+        return pd.Series(pd.NA, index=ae.index, dtype="boolean")
+    txt = ae["serious"].astype("string").str.strip().str.lower().str.replace(
+        r"^([01])\.0$", r"\1", regex=True)
+    val = pd.Series(pd.NA, index=ae.index, dtype="boolean")
+    val[txt.isin(("true", "yes", "y", "1")).fillna(False).to_numpy(bool)] = True
+    val[txt.isin(("false", "no", "n", "0")).fillna(False).to_numpy(bool)] = False
+    for i in ae.index[(val.isna() & txt.notna() & (txt != "")).to_numpy(bool)]:
+        rep.add(Problem(i + 1, ae.at[i, "patient_id"], "serious", ae.at[i, "serious"],
+                        "yes/no (blank: derived from the grade)"))
+    return val
 
 
 def expedited_reports(ae: pd.DataFrame, *, hours: float = 24.0, as_of=None) -> pd.DataFrame:
@@ -243,7 +263,20 @@ def safety_table(ae: pd.DataFrame, arms: pd.DataFrame, *, arm_col: str = "arm",
     patients in the arm (safety population) as denominator.
     """
     df = validate_ae_table(ae)
+    rep = ValidationReport(source="arms table")
+    for col in ("patient_id", arm_col):
+        if col not in arms.columns:
+            rep.add(Problem(None, None, col, "(missing column)", "this column of the arms table"))
+    if rep:
+        raise DataValidationError(rep)
     arms = arms.assign(patient_id=arms["patient_id"].astype(str))
+    unknown = ~df["patient_id"].isin(arms["patient_id"])
+    if unknown.any():  # an AE is never dropped from the safety table silently
+        rep.source = "adverse events"
+        rep.extend([Problem(i + 1, pid, "patient_id", pid, "a patient of the arms table")
+                    for i, pid in df["patient_id"][unknown].items()])
+        raise DataValidationError(rep, hint="add the patients to the arms table or correct "
+                                  "their ids; nothing was written")
     n_arm = arms.groupby(arm_col)["patient_id"].nunique()
     df = df.merge(arms[["patient_id", arm_col]], on="patient_id", how="inner")
 

@@ -25,13 +25,15 @@ from hccstrat.exceptions import (
     Problem,
     ValidationReport,
 )
-from hccstrat.trial.allocation_log import AllocationLog
+from hccstrat.trial.allocation_log import AllocationLog, read_log
 
 __all__ = [
     "ARM_NEOADJUVANT",
     "ARM_RESECTION",
     "PRE_ARMS",
     "allocate_pre",
+    "check_patient_ids",
+    "logged_arms",
     "model_version_of",
     "risk_scores",
 ]
@@ -80,6 +82,44 @@ def risk_scores(model: Any, X: pd.DataFrame) -> np.ndarray:
     return s
 
 
+def check_patient_ids(frame: pd.DataFrame, required: tuple[str, ...] = (),
+                      *, source: str = "allocation input") -> None:
+    """Refuse, before anything is logged, a table a batch allocation would trip on.
+
+    Raises
+    ------
+    DataValidationError
+        Listing a missing ``patient_id`` (or ``required``) column, rows without a
+        patient id or a required value, and patient ids that occur more than once
+        (a patient is allocated once).
+    """
+    rep = ValidationReport(source=source)
+    for col in ("patient_id", *required):
+        if col not in frame.columns:
+            rep.add(Problem(None, None, col, "(missing column)", f"a {col} column"))
+    if rep:
+        raise DataValidationError(rep)
+    ids = frame["patient_id"].astype("string").str.strip()
+    dup = ids.duplicated(keep=False) & ids.notna()
+    for pos, (i, pid) in enumerate(ids.items(), 1):
+        label = None if pd.isna(pid) else str(pid)
+        for col in ("patient_id", *required):
+            val = frame.at[i, col]
+            if pd.isna(val) or str(val).strip() == "":
+                rep.add(Problem(pos, label, col, None, "a value"))
+        if dup.at[i]:
+            rep.add(Problem(pos, label, "patient_id", pid, "a patient id that occurs once "
+                            "(a patient is allocated once)"))
+    if rep:
+        raise DataValidationError(rep, hint="correct the listed rows; nothing was allocated")
+
+
+def logged_arms(log: AllocationLog) -> dict[str, str]:
+    """Arm of every patient already allocated in ``log``."""
+    return {str(e.get("patient_id")): e.get("arm") for e in read_log(log.path)
+            if e.get("type") == "allocation"}
+
+
 def allocate_pre(
     frame: pd.DataFrame,
     *,
@@ -110,7 +150,8 @@ def allocate_pre(
         Eligibility for the neoadjuvant arm; ineligible or missing-score patients get
         no arm (``arm`` is missing, ``decision`` says why).
     log : AllocationLog, optional
-        Each assignment is appended.
+        Each assignment is appended; a patient already in the log is not allocated
+        again (its row shows the logged arm and says so in ``decision``).
     time_col : str, optional
         Date recorded as ``allocated_on`` when present.
 
@@ -121,10 +162,7 @@ def allocate_pre(
     """
     if not 0.0 < threshold < 1.0:
         raise ConfigError(f"threshold {threshold} must lie in (0, 1)")
-    if "patient_id" not in frame.columns:
-        rep = ValidationReport(source="allocation input")
-        rep.add(Problem(None, None, "patient_id", "(missing column)", "a patient_id column"))
-        raise DataValidationError(rep)
+    check_patient_ids(frame)
     if risk is not None:
         score = risk_scores(risk, frame)
         version = model_version or model_version_of(risk)
@@ -159,7 +197,11 @@ def allocate_pre(
     if time_col and time_col in frame.columns:
         out["allocated_on"] = pd.to_datetime(frame[time_col]).to_numpy()
     if log is not None:
-        for r in out[out["arm"].notna()].itertuples(index=False):
+        # a patient is allocated once: one already in the log keeps its logged arm
+        done = out["patient_id"].map(log.has_patient).to_numpy(bool)
+        out.loc[done, "decision"] = f"not allocated again: already allocated in {log.path}"
+        out.loc[done, "arm"] = out.loc[done, "patient_id"].map(logged_arms(log))
+        for r in out[out["arm"].notna() & ~done].itertuples(index=False):
             log.append({"patient_id": r.patient_id, "arm": r.arm, "method": "PRE_rule",
                         "pre_score": round(float(r.pre_score), 6), "threshold": r.threshold,
                         "model_version": str(r.model_version)})

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from hccstrat.exceptions import ConfigError
+from hccstrat.exceptions import ConfigError, ModelError
 
 __all__ = [
     "TrialResults",
@@ -169,6 +169,7 @@ def cox_hr(
         ``hr``, ``ci_lower``, ``ci_upper``, ``log_hr``, ``se``, ``p_value``.
     """
     from lifelines import CoxPHFitter
+    from lifelines.exceptions import ConvergenceError
 
     event, time = _check_y(y)
     df = pd.DataFrame({"time": time, "event": event.astype(int),
@@ -184,7 +185,14 @@ def cox_hr(
             df[name] = pd.factorize(st[c].astype(str))[0]
             names.append(name)
     cph = CoxPHFitter(alpha=alpha)
-    cph.fit(df, duration_col="time", event_col="event", strata=names or None)
+    try:
+        cph.fit(df, duration_col="time", event_col="event", strata=names or None)
+    except ConvergenceError as err:
+        n1, n0 = int(event[df["treated"] == 1].sum()), int(event[df["treated"] == 0].sum())
+        raise ModelError(f"the Cox hazard ratio cannot be estimated ({n1} event(s) in the "
+                         f"experimental arm, {n0} in the control arm)",
+                         hint="an HR needs events in both arms (and in each stratum); wait "
+                              "for more follow-up or drop the stratification") from err
     row = cph.summary.loc["treated"]
     lo_col = next(c for c in cph.summary.columns if c.startswith("exp(coef) lower"))
     hi_col = next(c for c in cph.summary.columns if c.startswith("exp(coef) upper"))
@@ -332,9 +340,13 @@ def analyse_trial(
         Landmark and RMST horizon in months (24).
     """
     arm = np.asarray(arm).astype(str)
-    arms = sorted(np.unique(arm))
+    arms = [str(a) for a in sorted(np.unique(arm))]
     if experimental not in arms or len(arms) != 2:
-        raise ConfigError(f"arms {arms} must be two labels including {experimental!r}")
+        raise ConfigError(f"found {len(arms)} arm label(s) {arms}; the analysis needs two, "
+                          f"one of them the experimental arm {experimental!r}",
+                          hint="check --experimental and the arm column (empty arms?)")
+    if not horizon > 0:
+        raise ConfigError(f"horizon {horizon} must be a positive number of months")
     km = {a: kaplan_meier(y[arm == a], alpha=alpha) for a in arms}
     st_keys = None
     if strata is not None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from hccstrat.exceptions import ConfigError
+from hccstrat.exceptions import ConfigError, DataValidationError, Problem, ValidationReport
 from hccstrat.schema import DAYS_PER_MONTH
 from hccstrat.trial.therapy import NeoadjuvantProtocol
 
@@ -63,6 +63,28 @@ def surgery_window(last_cycle_date, protocol: NeoadjuvantProtocol | None = None
             d + pd.Timedelta(days=p.surgery_max_days_after_last_cycle))
 
 
+def _require(df: pd.DataFrame, cols: tuple[str, ...], source: str) -> None:
+    """Refuse a table lacking one of ``cols``."""
+    rep = ValidationReport(source=source)
+    rep.extend([Problem(None, None, c, "(missing column)", "this column")
+                for c in cols if c not in df.columns])
+    if rep:
+        raise DataValidationError(rep)
+
+
+def _dates(df: pd.DataFrame, col: str, source: str) -> pd.Series:
+    """``df[col]`` as dates; unparseable values are listed with row and patient."""
+    raw = df[col]
+    out = pd.to_datetime(raw, errors="coerce", format="ISO8601")
+    bad = out.isna() & raw.notna() & (raw.astype("string").str.strip() != "")
+    if bad.any():
+        rep = ValidationReport(source=source)
+        rep.extend([Problem(int(df.index.get_loc(i)) + 1, str(df.at[i, "patient_id"]), col,
+                            raw[i], "a date YYYY-MM-DD") for i in df.index[bad.to_numpy(bool)]])
+        raise DataValidationError(rep)
+    return out
+
+
 def followup_calendar(patients: pd.DataFrame, *, anchor_col: str = "surgery_date",
                       every_months: float = 3.0, duration_months: float = 24.0,
                       window_days: int = 14,
@@ -77,8 +99,9 @@ def followup_calendar(patients: pd.DataFrame, *, anchor_col: str = "surgery_date
     if every_months <= 0 or duration_months < every_months:
         raise ConfigError("every_months must be > 0 and <= duration_months")
     months = np.arange(every_months, duration_months + 1e-9, every_months)
-    pts = patients[["patient_id", anchor_col]].dropna()
-    anchor = pd.to_datetime(pts[anchor_col]).to_numpy()
+    _require(patients, ("patient_id", anchor_col), "patients table")
+    pts = patients[["patient_id", anchor_col]].dropna()  # not operated yet: no calendar
+    anchor = _dates(pts, anchor_col, "patients table").to_numpy()
     n, m = len(pts), len(months)
     offs = np.round(months * DAYS_PER_MONTH).astype("timedelta64[D]")
     target = (anchor[:, None] + offs[None, :]).reshape(-1)
@@ -113,9 +136,18 @@ def visit_status(calendar: pd.DataFrame, visits: pd.DataFrame, *, as_of) -> pd.D
     """
     as_of = pd.Timestamp(as_of)
     cal = calendar.copy()
+    _require(visits, ("patient_id", "visit_date"), "visits table")
     v = visits[["patient_id", "visit_date"]].copy()
     v["patient_id"] = v["patient_id"].astype(str)
-    v["visit_date"] = pd.to_datetime(v["visit_date"])
+    v["visit_date"] = _dates(v, "visit_date", "visits table")
+    unknown = ~v["patient_id"].isin(cal["patient_id"].astype(str))
+    if unknown.any():  # never ignore a performed visit silently
+        rep = ValidationReport(source="visits table")
+        rep.extend([Problem(int(v.index.get_loc(i)) + 1, pid, "patient_id", pid,
+                            "a patient of the follow-up calendar (known, with a surgery date)")
+                    for i, pid in v["patient_id"][unknown].items()])
+        raise DataValidationError(rep, hint="correct the patient ids or add the patients "
+                                  "(with their surgery date); nothing was written")
     v = v[v["visit_date"] <= as_of]  # nothing after the data cut-off counts
     m = cal.reset_index().merge(v, on="patient_id", how="left")
     inwin = (m["visit_date"] >= m["window_start"]) & (m["visit_date"] <= m["window_end"])

@@ -44,6 +44,8 @@ class ScreeningColumn:
     name: str
     kind: str  # "bool" | "date" | "float" | "int" | "str"
     description: str
+    #: (low, high) for numbers, or the allowed texts; None: any value of the kind
+    allowed: tuple | None = None
 
 
 #: Documented columns of the screening table.
@@ -54,13 +56,15 @@ SCREENING_COLUMNS: tuple[ScreeningColumn, ...] = (
     ScreeningColumn("planned_curative_resection", "bool", "Curative resection planned"),
     ScreeningColumn("followup_2y_possible", "bool", "Patient can be followed for 2 years"),
     ScreeningColumn("mri_quality_acceptable", "bool", "MRI QC verdict (MRI pipeline)"),
-    ScreeningColumn("child_pugh_points", "int", "Child-Pugh score 5-15 (else computed)"),
-    ScreeningColumn("bclc_stage", "str", "BCLC stage 0/A/B/C/D (else computed)"),
+    ScreeningColumn("child_pugh_points", "int", "Child-Pugh score 5-15 (else computed)",
+                    (5, 15)),
+    ScreeningColumn("bclc_stage", "str", "BCLC stage 0/A/B/C/D (else computed)",
+                    ("0", "A", "B", "C", "D")),
     ScreeningColumn("hypersensitivity_oxaliplatin", "bool", "Known hypersensitivity"),
     ScreeningColumn("hypersensitivity_fluorouracil", "bool", "Known hypersensitivity to 5-FU"),
     ScreeningColumn("hypersensitivity_pd1", "bool", "Known hypersensitivity to PD-1 inhibitors"),
     ScreeningColumn("hypersensitivity_lenvatinib", "bool", "Known hypersensitivity"),
-    ScreeningColumn("nyha_class", "int", "NYHA heart-failure class 1-4"),
+    ScreeningColumn("nyha_class", "int", "NYHA heart-failure class 1-4", (1, 4)),
     ScreeningColumn("other_malignancy", "bool", "History of another malignancy"),
     ScreeningColumn("other_malignancy_date", "date", "Diagnosis date of the other malignancy"),
     ScreeningColumn(
@@ -118,10 +122,19 @@ def validate_screening(df: pd.DataFrame, *, source: str = "screening table") -> 
             val = pd.to_numeric(col, errors="coerce")
             bad = val.isna() & col.notna() & (col.astype("string").str.strip() != "")
             expected = "a number"
+            if spec.allowed is not None:
+                lo, hi = spec.allowed
+                bad |= val.notna() & ((val < lo) | (val > hi) |
+                                      ((val != val.round()) if spec.kind == "int" else False))
+                expected = f"{'an integer' if spec.kind == 'int' else 'a number'} {lo}-{hi}"
         else:
             val = col.astype("string").str.replace(r"^(\d+)\.0$", r"\1", regex=True)
             bad = pd.Series(False, index=col.index)
             expected = "text"
+            if spec.allowed is not None:
+                val = val.str.strip().str.upper()
+                bad = val.notna() & (val != "") & ~val.isin(spec.allowed).fillna(False)
+                expected = "one of " + ", ".join(spec.allowed)
         for i in out.index[bad.fillna(False).to_numpy(bool)]:
             rep.add(Problem(int(out.index.get_loc(i)) + 1, str(out.at[i, "patient_id"]), name,
                             col[i], expected))
@@ -158,6 +171,22 @@ def _scores(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _clinical(clinical: pd.DataFrame) -> pd.DataFrame:
+    """Clinical table with canonical columns coerced; unparseable values are listed
+    (a value that cannot be read must not pass for a missing one: 'pending')."""
+    from hccstrat.schema import coerce
+
+    rep = ValidationReport(source="clinical table")
+    if "patient_id" not in clinical.columns:
+        rep.add(Problem(None, None, "patient_id", "(missing column)", "a patient_id column"))
+        raise DataValidationError(rep)
+    df = coerce(clinical, rep)
+    if rep:
+        raise DataValidationError(rep)
+    df["patient_id"] = df["patient_id"].astype(str)
+    return df
+
+
 def screening_frame(
     clinical: pd.DataFrame,
     screening: pd.DataFrame | None = None,
@@ -178,8 +207,7 @@ def screening_frame(
     ltfu_gap_days : int
         Days without contact after which a living patient counts as lost.
     """
-    df = clinical.copy()
-    df["patient_id"] = df["patient_id"].astype(str)
+    df = _clinical(clinical)
     if screening is not None:
         scr = validate_screening(screening)
         unknown = set(df["patient_id"]) ^ set(scr["patient_id"])

@@ -61,6 +61,9 @@ def schoenfeld_events(hr: float, *, alpha: float = 0.05, power: float = 0.8,
     """
     if not 0 < hr != 1:
         raise ConfigError(f"hazard ratio {hr} must be positive and differ from 1")
+    for name, v in (("alpha", alpha), ("power", power), ("allocation", allocation)):
+        if not 0 < v < 1:
+            raise ConfigError(f"{name} {v} must lie strictly between 0 and 1")
     za = stats.norm.ppf(1 - alpha / sides)
     zb = stats.norm.ppf(power)
     return math.ceil((za + zb) ** 2 / (allocation * (1 - allocation) * math.log(hr) ** 2))
@@ -78,6 +81,9 @@ def event_probability(hazard: float, *, accrual_months: float, followup_months: 
 
 
 def _hazards(control_rfs24: float, hr: float) -> tuple[float, float]:
+    if not 0 < control_rfs24 < 1:
+        raise ConfigError(f"control 2-year RFS {control_rfs24} must lie strictly between 0 "
+                          "and 1", hint="give a proportion, e.g. 0.65 for 65 %")
     lam_c = -math.log(control_rfs24) / 24.0
     return lam_c, lam_c * hr
 

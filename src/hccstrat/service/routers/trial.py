@@ -17,6 +17,7 @@ from fastapi import APIRouter, Path, Request
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from hccstrat.exceptions import DataValidationError, Problem, ValidationReport
 from hccstrat.service.allocation import TRIALS, trial_config
 from hccstrat.service.deps import DB, Allowed
 from hccstrat.service.schemas import AdverseEventIn, AllocateIn, EnrolIn, ScreenIn, VisitIn
@@ -71,10 +72,19 @@ def _audit(session, p: Principal, action: str, entity: str, eid, centre_id, befo
 def screen(trial: str, body: ScreenIn, session: DB, p: _WRITE):
     import pandas as pd
 
+    from hccstrat.schema import coerce
     from hccstrat.trial.eligibility import evaluate
+    from hccstrat.trial.screening import validate_screening
 
     cfg = _trial(trial)
     patient = repo.get_patient(session, p.scope, body.patient_id)
+    # an unreadable answer ('maybe', Child-Pugh 20) must not pass for a missing one
+    answers = pd.DataFrame([{**body.answers, "patient_id": patient.pseudo_id}])
+    validate_screening(answers, source="screening answers")
+    rep = ValidationReport(source="screening answers")
+    coerce(answers, rep)  # clinical columns among the answers (age, ecog...)
+    if rep:
+        raise DataValidationError(rep, hint="correct the listed answers; nothing was stored")
     rec = repo.latest_clinical(session, patient)
     row = {**(rec.data if rec else {}), **body.answers, "patient_id": patient.pseudo_id}
     result = evaluate(pd.DataFrame([row]), cfg["ruleset"], as_of=body.as_of)
@@ -93,7 +103,8 @@ def screen(trial: str, body: ScreenIn, session: DB, p: _WRITE):
     e.eligible = {"eligible": True, "ineligible": False}.get(status)
     e.reasons = reasons
     e.status = "screened"
-    session.flush()
+    repo.flush_or_conflict(session, f"patient {patient.pseudo_id!r} is being screened for "
+                           f"{trial} by another request")
     _audit(session, p, "screen", "enrolment", e.id, patient.centre_id, before,
            repo.snapshot(e))
     session.commit()
@@ -103,6 +114,9 @@ def screen(trial: str, body: ScreenIn, session: DB, p: _WRITE):
 @router.post("/enrolments/{enrolment_id}/enrol", summary="Enrol an eligible, consenting patient")
 def enrol(enrolment_id: _EID, body: EnrolIn, session: DB, p: _WRITE):
     e = _enrolment(session, p, enrolment_id)
+    # the registry's write lock: of two identical concurrent requests one enrols, one is told
+    session.execute(text("UPDATE audit_head SET seq = seq WHERE id = 1"))
+    session.refresh(e)
     if e.status != "screened" or e.eligible is not True or not body.consent:
         raise repo.ConflictError(
             f"cannot enrol: status {e.status}, eligible {e.eligible}, consent {body.consent}",
@@ -135,10 +149,11 @@ def allocate(enrolment_id: _EID, body: AllocateIn, request: Request, session: DB
     # take the registry's write lock first: allocations (and their logs) are serialised
     session.execute(text("UPDATE audit_head SET seq = seq WHERE id = 1"))
     session.refresh(e)
+    if session.scalar(select(Allocation.id).where(Allocation.enrolment_id == e.id)):
+        raise repo.ConflictError(f"enrolment {e.id} already has an arm allocated",
+                                 hint="allocation is final; a patient is allocated once")
     if e.status != "enrolled":
         raise repo.ConflictError(f"enrolment is {e.status}", hint="enrol the patient first")
-    if session.scalar(select(Allocation.id).where(Allocation.enrolment_id == e.id)):
-        raise repo.ConflictError("an arm is already allocated", hint="allocation is final")
     data_dir = request.app.state.settings.data_dir
     pred = _latest_pre(session, e.patient_id)
     version = (f"{pred.model_version.name}:{pred.model_version.version}" if pred else None)
@@ -176,10 +191,37 @@ def add_visit(enrolment_id: _EID, body: VisitIn, session: DB, p: _WRITE):
     return {"id": v.id, **body.model_dump(mode="json")}
 
 
+def _check_ae(e: Enrolment, body: AdverseEventIn) -> None:
+    """Refuse an AE of a patient not (yet) enrolled, or one CTCAE v5 or its dates forbid."""
+    from hccstrat.trial.adverse_events import CTCAE_TERMS
+
+    if e.enrolled_at is None:
+        raise repo.ConflictError(f"enrolment {e.id} is {e.status}: adverse events are recorded "
+                                 "for enrolled patients only", hint="enrol the patient first")
+    rep = ValidationReport(source=f"adverse event of enrolment {e.id}")
+    where = (None, e.patient.pseudo_id)
+    spec = CTCAE_TERMS.get(body.term)
+    if spec is None:
+        rep.add(Problem(*where, "term", body.term, "a CTCAE v5.0 term of the trial catalogue, "
+                        "e.g. 'Hypertension' (spelled as in CTCAE)"))
+    elif body.grade > spec.max_grade:
+        rep.add(Problem(*where, "grade", body.grade,
+                        f"an integer 1..{spec.max_grade} for {spec.term} (CTCAE v5.0)"))
+    enrolled = e.enrolled_at.date()
+    if body.onset_date is not None and body.onset_date < enrolled:
+        rep.add(Problem(*where, "onset_date", body.onset_date,
+                        f"on or after the enrolment date {enrolled.isoformat()}"))
+    if body.onset_date and body.resolved_date and body.resolved_date < body.onset_date:
+        rep.add(Problem(*where, "resolved_date", body.resolved_date, "on or after onset_date"))
+    if rep:
+        raise DataValidationError(rep, hint="correct the listed fields; nothing was stored")
+
+
 @router.post("/enrolments/{enrolment_id}/adverse-events", status_code=201,
              summary="Record an adverse event (CTCAE v5)")
 def add_ae(enrolment_id: _EID, body: AdverseEventIn, session: DB, p: _WRITE):
     e = _enrolment(session, p, enrolment_id)
+    _check_ae(e, body)
     data = body.model_dump()
     data["serious"] = bool(data["serious"] or data["grade"] >= 4)
     ae = repo.audited_add(session, p.scope, AdverseEvent(enrolment_id=e.id, **data),
