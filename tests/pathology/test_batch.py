@@ -74,6 +74,27 @@ def test_resume_and_mpp_override(fixtures_dir, tmp_path, synth_slide):
     assert third.loc["slide", "status"] == "ok"
 
 
+def test_resume_redoes_slides_processed_with_other_settings(tmp_path, synth_slide):
+    """A rerun with another tile size redoes the slide instead of keeping 224-px tiles;
+    throughput settings (batch size, reader threads) do not count as a change."""
+    seen: list[str] = []
+    first = run_batch([synth_slide.path], tmp_path, WsiJobConfig(stage="tile"))
+    n224 = int(first["n_tiles"].iloc[0])
+    fast = WsiJobConfig(stage="tile", batch_size=8, workers=1)
+    assert run_batch([synth_slide.path], tmp_path, fast)["status"].tolist() == ["skipped"]
+    small = WsiJobConfig(stage="tile", patch_size=112)
+    df = run_batch([synth_slide.path], tmp_path, small, progress=seen.append)
+    assert df["status"].tolist() == ["ok"]
+    assert seen[0] == "slide: done before with other settings: redone"
+    assert seen[1] == f"slide: ok ({df['n_tiles'].iloc[0]} tiles)"
+    assert int(df["n_tiles"].iloc[0]) > 3 * n224  # 112-px tiles: about four times as many
+    assert df["settings"].iloc[0] == small.fingerprint() != WsiJobConfig(stage="tile").fingerprint()
+    # a manifest from before settings were recorded: its slides count as done
+    m = tmp_path / "manifest_tile.csv"
+    pd.read_csv(m).drop(columns="settings").to_csv(m, index=False)
+    assert run_batch([synth_slide.path], tmp_path, small)["status"].tolist() == ["skipped"]
+
+
 def test_tiles_cover_tissue_and_respect_truth(synth_slide):
     from hccstrat.io.wsi import open_slide
     from hccstrat.pathology.tiling import grid_tiles, iter_tile_batches

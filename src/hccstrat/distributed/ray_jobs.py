@@ -324,8 +324,9 @@ def wsi_batch(
     paths = discover_slides(inputs)
     ids = _slide_ids(paths)
     todo = []
+    settings = cfg.fingerprint()
     for p, sid in zip(paths, ids, strict=True):
-        if resume and manifest.done(sid):
+        if resume and manifest.done(sid, settings):
             manifest.record(sid, status="skipped", error_message="done before (resumed)")
             if progress:
                 progress(f"{sid}: skipped (done)")
@@ -344,7 +345,7 @@ def wsi_batch(
     def on_done(sid: str, row: dict) -> None:
         if row.get("error_code") == DIST_ERROR_CODE:
             row.update(output_path=None, sha256=None)
-        manifest.record(sid, **row)
+        manifest.record(sid, **row, settings=settings if row.get("status") == "ok" else None)
         if progress:
             status = row["status"]
             progress(f"{sid}: {status}" + (f" ({row.get('n_tiles', 0)} tiles)"

@@ -124,16 +124,23 @@ class Manifest:
         self.rows: dict[str, dict[str, Any]] = {}
         if self.path.exists():
             # identifiers and paths stay text: slide '00123' must not come back as 123
-            df = pd.read_csv(self.path, dtype=dict.fromkeys(MANIFEST_COLUMNS, str))
+            df = pd.read_csv(self.path, dtype=dict.fromkeys([*MANIFEST_COLUMNS, "settings"], str))
             for r in df.to_dict("records"):
                 self.rows[str(r["slide_id"])] = {
                     k: (None if pd.isna(v) else v) for k, v in r.items()
                 }
 
-    def done(self, slide_id: str) -> bool:
-        """True when the slide finished before and its output still has the recorded checksum."""
+    def done(self, slide_id: str, settings: str | None = None) -> bool:
+        """True when the slide finished before and its output still has the recorded checksum.
+
+        With ``settings`` (a job's settings fingerprint), also only when the slide was
+        processed with those settings; a row that recorded none (a manifest written
+        before settings were recorded) counts as processed with them.
+        """
         r = self.rows.get(slide_id)
         if not r or r.get("status") not in ("ok", "skipped") or not r.get("output_path"):
+            return False
+        if settings is not None and r.get("settings") not in (None, settings):
             return False
         out = Path(str(r["output_path"]))
         return out.exists() and (not r.get("sha256") or sha256_file(out) == r["sha256"])

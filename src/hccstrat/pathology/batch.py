@@ -65,6 +65,25 @@ class WsiJobConfig:
     batch_size: int = 64
     workers: int = 2
 
+    def fingerprint(self) -> str:
+        """Short hash of the settings that shape a slide's outputs.
+
+        Recorded in the manifest (column ``settings``): a resumed run redoes a slide
+        processed with other settings (tile size, resolution, QC rules, encoder and its
+        weights) instead of keeping its old outputs. Throughput settings (batch size,
+        reader threads, device) are left out.
+        """
+        import hashlib
+        import json
+        from dataclasses import asdict
+
+        enc = {k: v for k, v in self.encoder_kwargs.items() if k not in ("device",)}
+        keys = ("stage", "target_mpp", "patch_size", "overlap", "min_tissue", "mpp", "encoder")
+        payload = {k: getattr(self, k) for k in keys}
+        payload.update(qc=asdict(self.qc), encoder_kwargs=enc)
+        text = json.dumps(payload, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
     def check(self) -> None:
         """Raise :class:`~hccstrat.exceptions.ConfigError` naming the first invalid setting.
 
@@ -291,16 +310,20 @@ def run_batch(
     manifest = Manifest(out_dir / f"manifest_{cfg.stage}.csv")
     encoder = create_encoder(cfg.encoder, **cfg.encoder_kwargs) if cfg.stage == "embed" else None
     paths = discover_slides(inputs)
+    settings = cfg.fingerprint()
     for p, sid in zip(paths, _slide_ids(paths), strict=True):
-        if resume and manifest.done(sid):
+        if resume and manifest.done(sid, settings):
             manifest.record(sid, status="skipped", error_message="done before (resumed)")
             if progress:
                 progress(f"{sid}: skipped (done)")
             continue
+        if resume and manifest.done(sid) and progress:
+            progress(f"{sid}: done before with other settings: redone")
         try:
             res = process_slide(p, out_dir, cfg, slide_id=sid, encoder=encoder)
             manifest.record(
-                sid, input_path=str(p), status="ok", error_code=None, error_message=None, **res.row
+                sid, input_path=str(p), status="ok", error_code=None, error_message=None,
+                settings=settings, **res.row,
             )
             msg = f"{sid}: ok ({res.row.get('n_tiles', 0)} tiles)"
         except HccstratError as err:
