@@ -147,3 +147,20 @@ def test_unwritable_output_folder_is_one_clear_error(tmp_path, mri_root, capsys)
         assert code == 3, err
         assert "[HCC-IO-001] cannot write to the output folder" in err
         assert "--out" in err and "Traceback" not in err and "internal error" not in err
+
+
+def test_failure_list_prints_messages_verbatim(capsys):
+    """A failure message quoting a list ("phases ['arterial']") is printed whole, not
+    eaten as console markup."""
+    import pandas as pd
+
+    from hccstrat.cli.distributed import _summary as dist_summary
+    from hccstrat.cli.mri import _summary
+
+    msg = "missing phases ['arterial', 'delayed'] in [bold]P7"
+    df = pd.DataFrame([{"item": "P7", "status": "failed", "error_code": "HCC-MRI-005",
+                        "error_message": msg}])
+    _summary(df, "preprocess")
+    dist_summary(df, "item")
+    out = capsys.readouterr().out
+    assert out.count(f"P7: [HCC-MRI-005] {msg}") == 2, out

@@ -53,6 +53,9 @@ def time_cmd(
         discover_slides(inputs), clf, out, config=cfg, mpp=mpp, progress=console.print
     )
     console.print(f"{len(panel)}/{len(man)} slides; panel: {out / 'time_panel.csv'}")
+    for r in man[man["status"] == "failed"].itertuples():
+        console.print(f"  failed {r.slide_id}: [{r.error_code}] {r.error_message}",
+                      highlight=False, markup=False, soft_wrap=True)
 
 
 def annotate_cmd(

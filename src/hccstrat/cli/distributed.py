@@ -38,7 +38,8 @@ def _summary(df, key: str) -> None:
     n_ok = int(df["status"].isin(["ok", "skipped"]).sum())
     con.print(f"{n_ok}/{len(df)} ok or done before")
     for _, r in df[df["status"] == "failed"].iterrows():
-        con.print(f"  {r[key]}: [{r['error_code']}] {r['error_message']}", highlight=False)
+        con.print(f"  {r[key]}: [{r['error_code']}] {r['error_message']}", highlight=False,
+                  markup=False)  # messages quote lists: "[...]"
 
 
 @app.command("info")

@@ -33,7 +33,7 @@ def _summary(df, stage: str) -> None:
     console.print(f"{stage}: {n_ok}/{len(df)} ok" + ("; failed:" if len(failed) else ""))
     for _, r in failed.iterrows():
         console.print(f"  {r['item']}: [{r['error_code']}] {r['error_message']}",
-                      highlight=False)
+                      highlight=False, markup=False)  # messages quote lists: "[...]"
 
 
 def _load_mapping(path: Path | None) -> dict | None:

@@ -34,6 +34,7 @@ def _run(
     stage: str, inputs: list[pathlib.Path], out: pathlib.Path, resume: bool, **kw: Any
 ) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import Progress
 
     from hccstrat.pathology.batch import WsiJobConfig, discover_slides, run_batch
@@ -55,7 +56,7 @@ def _run(
     console.print(f"{ok}/{len(df)} slides done; manifest: {out / f'manifest_{stage}.csv'}")
     for r in df[df["status"] == "failed"].itertuples():
         console.print(
-            f"  [red]failed[/] {r.slide_id}: [{r.error_code}] {r.error_message}",
+            f"  [red]failed[/] {escape(f'{r.slide_id}: [{r.error_code}] {r.error_message}')}",
             highlight=False,
             soft_wrap=True,
         )
