@@ -207,3 +207,19 @@ def test_cli_unwritable_output_folder_is_one_clear_error(tmp_path, synth_slide, 
     assert code == 3, err
     assert "[HCC-IO-001] cannot write to the output folder" in err and "--out" in err
     assert "internal error" not in err
+
+
+def test_cli_no_slides_found_is_an_error(tmp_path, capsys):
+    """An empty folder or a mistyped extension is an error naming where it looked,
+    not '0/0 slides done' with exit 0."""
+    from hccstrat.cli import main
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "slide.svs.bak").write_text("x")
+    for cmd in (["wsi", "tile"], ["wsi", "time", "--classifier", str(tmp_path / "c.pkl")]):
+        code = main([*cmd, str(tmp_path / "in"), "--out", str(tmp_path / "o")])
+        err = capsys.readouterr().err
+        assert code == 3, err
+        assert f"[HCC-IO-001] no slides found in '{tmp_path / 'in'}'" in err
+        assert ".svs" in err and "recursively" in err
+    assert not (tmp_path / "o" / "manifest_tile.csv").exists()

@@ -164,3 +164,13 @@ def test_failure_list_prints_messages_verbatim(capsys):
     dist_summary(df, "item")
     out = capsys.readouterr().out
     assert out.count(f"P7: [HCC-MRI-005] {msg}") == 2, out
+
+
+def test_features_without_preprocessed_studies_is_an_error(tmp_path, capsys):
+    from hccstrat.cli import main
+
+    code = main(["mri", "features", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert "no preprocessed studies in" in err and "mri preprocess" in err
+    assert not (tmp_path / "features.csv").exists()

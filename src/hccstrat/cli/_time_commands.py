@@ -42,15 +42,17 @@ def time_cmd(
         raise ConfigError(
             "no tile classifier", hint="pass --classifier FILE or --train SLIDE (annotated)"
         )
+    slides = discover_slides(inputs, require=True)  # before a long training run
     if train:
-        clf, _ = train_tile_classifier(discover_slides(train), config=cfg, progress=console.print,
+        clf, _ = train_tile_classifier(discover_slides(train, require=True), config=cfg,
+                                       progress=console.print,
                                        normalise_stains=normalise_stains)
         clf.save(out / "tile_classifier.pkl", encoder="builtin", context=cfg.context)
     else:
         clf, meta = TileClassifier.load(classifier)
         cfg.context = bool(meta.get("context", True))
     panel, man = run_time_batch(
-        discover_slides(inputs), clf, out, config=cfg, mpp=mpp, progress=console.print
+        slides, clf, out, config=cfg, mpp=mpp, progress=console.print
     )
     console.print(f"{len(panel)}/{len(man)} slides; panel: {out / 'time_panel.csv'}")
     for r in man[man["status"] == "failed"].itertuples():

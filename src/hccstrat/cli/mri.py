@@ -177,10 +177,18 @@ def features(
 
     import pandas as pd
 
+    from hccstrat.exceptions import InputFileError
     from hccstrat.io.atomic import atomic_write, ensure_output_dir
     from hccstrat.radiology.batch import run_batch, stage_features
 
+    table = table or out / "features.csv"
+    ensure_output_dir(table.parent, "--table")
     dirs = sorted(p.parent for p in out.glob("*/preprocessed/preprocess.json"))
+    if not dirs:
+        raise InputFileError(
+            f"no preprocessed studies in '{out}' (looked for */preprocessed/preprocess.json)",
+            hint="run 'hccstrat mri preprocess ROOT --out OUT' first and give the same --out",
+        )
     items = [(d.parent.name, (d, d.parent)) for d in dirs]
     df = run_batch(items, stage_features, out / "manifest_features.csv", stage="features",
                    resume=not no_resume, progress=_progress())
@@ -191,8 +199,6 @@ def features(
     tab.index.name = "study"
     if "patient_id" in tab:  # first column: the join key of hccstrat.models
         tab.insert(0, "patient_id", tab.pop("patient_id").astype(str))
-    table = table or out / "features.csv"
-    ensure_output_dir(table.parent, "--table")
     with atomic_write(table) as fh:
         tab.to_csv(fh)
     _summary(df, "features")

@@ -43,7 +43,7 @@ def _run(
     qc_kw = {k: kw.pop(k) for k in list(kw) if k in TileQCConfig.__dataclass_fields__}
     cfg = WsiJobConfig(stage=stage, qc=TileQCConfig(**qc_kw), **kw)
     cfg.check()  # before the progress bar: a wrong option is one clear error
-    n = len(discover_slides(inputs))
+    n = len(discover_slides(inputs, require=True))
     console = Console(stderr=True)
     with Progress(console=console, transient=False) as bar:
         task = bar.add_task(f"wsi {stage}", total=n)

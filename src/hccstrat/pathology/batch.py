@@ -121,14 +121,21 @@ class SlideResult:
     qc: pd.DataFrame | None = None
 
 
-def discover_slides(paths: Iterable[str | Path]) -> list[Path]:
+def discover_slides(paths: Iterable[str | Path], *, require: bool = False) -> list[Path]:
     """Files given directly, plus slide-like files found (non-recursively) in folders.
 
     A slide named twice (a file also inside a given folder, a repeated glob) is kept
     once, at its first place: a batch must not process, or count, a slide twice.
+
+    Raises
+    ------
+    InputFileError
+        With ``require=True``, when no slide is found (an empty folder, a mistyped
+        path or extension): a batch of nothing is a mistake, not a success.
     """
     from hccstrat.io.wsi import SLIDE_EXTENSIONS
 
+    paths = list(paths)
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -150,6 +157,15 @@ def discover_slides(paths: Iterable[str | Path]) -> list[Path]:
         if key not in seen:
             seen.add(key)
             out.append(p)
+    if require and not out:
+        from hccstrat.exceptions import InputFileError
+
+        where = ", ".join(f"'{p}'" for p in map(str, paths)) or "(no input given)"
+        raise InputFileError(
+            f"no slides found in {where}",
+            hint="give slide files, or folders holding files ending in "
+            + ", ".join(SLIDE_EXTENSIONS) + " (folders are not searched recursively)",
+        )
     return out
 
 
