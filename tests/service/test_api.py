@@ -239,6 +239,48 @@ def test_adverse_event_checked_against_ctcae_and_enrolment(app_client):
     assert aes == [{"term": "Fatigue", "grade": 3, "serious": False}]  # nothing else stored
 
 
+def test_visits_checked_and_a_planned_visit_completed_once(app_client):
+    import datetime as dt
+
+    client, H = app_client
+    h = H["a_investigator"]
+    eid = _allocated(client, h, pid="P-VIS")
+    url = f"/api/trial/enrolments/{eid}/visits"
+    r = client.post(url, headers=h, json={"name": "month 3", "due_date": "2099-01-01"})
+    assert r.status_code == 409 and "enrolled patients only" in r.json()["message"]
+    client.post(f"/api/trial/enrolments/{eid}/enrol", headers=h, json={"consent": True})
+    today = dt.date.today()
+    bad = [  # (body, column named in the problem list)
+        ({"name": "m3", "status": "done"}, "done_date"),
+        ({"name": "m3", "status": "missed", "done_date": today.isoformat()}, "status"),
+        ({"name": "m3"}, "due_date"),
+        ({"name": "m3", "due_date": "1990-01-01"}, "due_date"),
+        ({"name": "m3", "status": "done", "done_date": "2099-01-01"}, "done_date"),
+    ]
+    for body, column in bad:
+        r = client.post(url, headers=h, json=body)
+        assert r.status_code == 422, (body, r.text)
+        assert [p["column"] for p in r.json()["problems"]] == [column], body
+    due = (today + dt.timedelta(days=10)).isoformat()
+    r = client.post(url, headers=h, json={"name": "month 3", "due_date": due})
+    assert r.status_code == 201
+    vid = r.json()["id"]
+    assert client.post(url, headers=h, json={"name": "month 3", "due_date": due}).status_code == 409
+    s = client.get("/api/trial/NCT07417800/summary", headers=H["a_monitor"]).json()
+    assert [v["name"] for v in s["upcoming_visits"]] == ["month 3"]
+    # the outcome of the planned visit updates it (no second 'month 3')
+    r = client.post(url, headers=h, json={"name": "month 3", "status": "done",
+                                          "done_date": today.isoformat()})
+    assert r.status_code == 200 and r.json()["id"] == vid and r.json()["due_date"] == due
+    r = client.post(url, headers=h, json={"name": "month 3", "status": "missed"})
+    assert r.status_code == 409 and "already recorded (done)" in r.json()["message"]
+    visits = client.get(f"/api/trial/enrolments/{eid}", headers=h).json()["visits"]
+    assert visits == [{"name": "month 3", "due_date": due, "done_date": today.isoformat(),
+                       "status": "done"}]
+    s = client.get("/api/trial/NCT07417800/summary", headers=H["a_monitor"]).json()
+    assert s["upcoming_visits"] == []
+
+
 def test_second_allocation_says_allocation_is_final(app_client):
     client, H = app_client
     h = H["a_investigator"]

@@ -13,7 +13,7 @@ import datetime as dt
 import os
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Request, Response
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
@@ -182,13 +182,59 @@ def allocate(enrolment_id: _EID, body: AllocateIn, request: Request, session: DB
             "stratum": d.stratum, "sequence_number": d.index, "log_hash": d.log_hash}
 
 
-@router.post("/enrolments/{enrolment_id}/visits", status_code=201, summary="Record a visit")
-def add_visit(enrolment_id: _EID, body: VisitIn, session: DB, p: _WRITE):
+def _check_visit(session: Session, e: Enrolment, body: VisitIn) -> Visit | None:
+    """Refuse a visit of a patient not enrolled or with contradictory status and dates;
+    return the planned visit of the same name this record completes (None: a new one)."""
+    if e.enrolled_at is None:
+        raise repo.ConflictError(f"enrolment {e.id} is {e.status}: visits are recorded for "
+                                 "enrolled patients only", hint="enrol the patient first")
+    rep = ValidationReport(source=f"visit {body.name!r} of enrolment {e.id}")
+    where = (None, e.patient.pseudo_id)
+    enrolled, today = e.enrolled_at.date(), dt.date.today()
+    if body.status == "done" and body.done_date is None:
+        rep.add(Problem(*where, "done_date", None, "the date the visit took place"))
+    if body.status != "done" and body.done_date is not None:
+        rep.add(Problem(*where, "status", body.status, "'done' for a visit with a done_date"))
+    if body.status == "planned" and body.due_date is None:
+        rep.add(Problem(*where, "due_date", None, "the date a planned visit is due"))
+    for name in ("due_date", "done_date"):
+        day = getattr(body, name)
+        if day is not None and day < enrolled:
+            rep.add(Problem(*where, name, day, f"on or after enrolment ({enrolled.isoformat()})"))
+    if body.done_date is not None and body.done_date > today:
+        rep.add(Problem(*where, "done_date", body.done_date, "not after today"))
+    if rep:
+        raise DataValidationError(rep, hint="correct the listed fields; nothing was stored")
+    prev = session.scalar(select(Visit).where(Visit.enrolment_id == e.id,
+                                              Visit.name == body.name))
+    if prev is not None and (prev.status != "planned" or body.status == "planned"):
+        raise repo.ConflictError(
+            f"visit {body.name!r} of enrolment {e.id} is already recorded ({prev.status})",
+            hint="record a planned visit's outcome (done with its date, or missed) once; "
+                 "give another name to a new visit")
+    return prev
+
+
+@router.post("/enrolments/{enrolment_id}/visits", status_code=201,
+             summary="Record a visit, or the outcome of a planned one (same name)")
+def add_visit(enrolment_id: _EID, body: VisitIn, response: Response, session: DB, p: _WRITE):
     e = _enrolment(session, p, enrolment_id)
-    v = repo.audited_add(session, p.scope, Visit(enrolment_id=e.id, **body.model_dump()),
-                         entity="visit", centre_id=e.patient.centre_id)
+    session.execute(text("UPDATE audit_head SET seq = seq WHERE id = 1"))  # write lock
+    prev = _check_visit(session, e, body)
+    if prev is None:
+        v = repo.audited_add(session, p.scope, Visit(enrolment_id=e.id, **body.model_dump()),
+                             entity="visit", centre_id=e.patient.centre_id)
+    else:  # the outcome of a planned visit: the same record, audited as an update
+        v, before = prev, repo.snapshot(prev)
+        v.status, v.done_date = body.status, body.done_date
+        v.due_date = body.due_date or v.due_date
+        session.flush()
+        _audit(session, p, "update", "visit", v.id, e.patient.centre_id, before,
+               repo.snapshot(v))
+        response.status_code = 200
     session.commit()
-    return {"id": v.id, **body.model_dump(mode="json")}
+    return {"id": v.id, "name": v.name, "due_date": v.due_date, "done_date": v.done_date,
+            "status": v.status}
 
 
 def _check_ae(e: Enrolment, body: AdverseEventIn) -> None:
