@@ -304,3 +304,16 @@ def test_screening_answers_that_cannot_be_read_are_422_not_pending(app_client):
     cols = {p["column"] for p in r.json()["problems"]}
     assert cols == {"consent", "child_pugh_points"} or cols == {"age"}
     assert client.get("/api/trial/NCT07282184/enrolments", headers=h).json() == []
+
+
+def test_oversized_json_body_is_413_before_parsing(app_client):
+    client, H = app_client
+    h = H["a_investigator"]
+    fields = {f"x{i}": i for i in range(120_000)}  # ~1.6 MB of unknown fields
+    r = client.post("/api/patients", headers=h, json={"patient_id": "P-BIG", "centre": "A",
+                                                       "clinical": fields})
+    assert r.status_code == 413, r.text[:200]
+    assert r.json()["code"] == "HCC-API-413"
+    assert "exceeds the limit of 1048576 bytes" in r.json()["message"]
+    assert client.get("/api/patients", headers=h).json()["total"] == 0
+    _patient(client, h)  # an ordinary request still goes through

@@ -121,7 +121,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     @app.middleware("http")
     async def _headers_and_log(request: Request, call_next):
         t0 = time.perf_counter()
-        response = await call_next(request)
+        response = _too_large(request, settings.max_json_bytes) or await call_next(request)
         for k, v in _HEADERS.items():
             response.headers.setdefault(k, v)
         route = request.scope.get("route")
@@ -168,6 +168,23 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     static = Path(__file__).resolve().parent / "static"
     app.mount("/static", StaticFiles(directory=static), name="static")
     return app
+
+
+def _too_large(request: Request, limit: int) -> JSONResponse | None:
+    """413 for a JSON or form body declared larger than ``limit`` (uploads have their own
+    limits): a request of a million fields must not be parsed and answered field by field."""
+    kind = request.headers.get("content-type", "")
+    size = request.headers.get("content-length", "")
+    if not kind.startswith(("application/json", "application/x-www-form-urlencoded")):
+        return None
+    if not size.isdigit() or int(size) <= limit:
+        return None
+    return JSONResponse(
+        {"code": "HCC-API-413", "message": f"request body of {size} bytes exceeds the limit "
+         f"of {limit} bytes for JSON and form requests",
+         "hint": "send fewer records per request (or raise max_json_bytes)"},
+        status_code=413,
+    )
 
 
 def _wants_html(request: Request) -> bool:

@@ -27,6 +27,8 @@ class ServiceSettings:
         Upload size limits (HTTP 413 beyond).
     max_unzipped_bytes : int
         Limit on the uncompressed size of a DICOM zip (zip bombs).
+    max_json_bytes : int
+        Limit on a JSON or form request body (HTTP 413 beyond; uploads have theirs).
     login_max_failures, login_window_s : int
         Failed logins allowed per username/address within the window.
     run_worker : bool
@@ -56,6 +58,7 @@ class ServiceSettings:
     max_study_bytes: int = 2 * 1024**3
     max_slide_bytes: int = 8 * 1024**3
     max_unzipped_bytes: int = 8 * 1024**3
+    max_json_bytes: int = 1024**2
     login_max_failures: int = 5
     login_window_s: int = 300
     run_worker: bool = True
