@@ -65,3 +65,27 @@ def test_demo_stage_on_synthetic_cohort(tmp_path):
     assert any("internal" in t for t in titles) and any("recalibration" in t for t in titles)
     assert any("prospective" in t for t in titles) and steps
     assert (tmp_path / "validation_results.json").exists()
+
+
+def _plan_on(tmp_path, table: pd.DataFrame, **plan) -> str:
+    """Write ``table`` as p.csv and a one-stage plan reading it; return the plan path."""
+    table.to_csv(tmp_path / "p.csv", index=False)
+    spec = {
+        "data": "p.csv",
+        "n_bootstrap": 0,
+        "subgroups": [],
+        "stages": [{"name": "internal", "kind": "internal"}],
+    }
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump({**spec, **plan}))
+    return str(tmp_path / "plan.yaml")
+
+
+def test_validate_exit_code_is_1_when_a_stage_fails(tmp_path, capsys):
+    from hccstrat.cli import main
+
+    table = pd.DataFrame({"time": [5.0, 30.0, 12.0], "event": [1, 0, 1], "score": [0.2, 0.4, 0.9]})
+    code = main(["validate", "--plan", _plan_on(tmp_path, table), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 1, err  # was 0: main() dropped the code of typer.Exit(1)
+    assert "stages failed: internal" in err
+    assert (tmp_path / "o" / "results.json").exists()
