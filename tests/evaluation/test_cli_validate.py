@@ -89,3 +89,50 @@ def test_validate_exit_code_is_1_when_a_stage_fails(tmp_path, capsys):
     assert code == 1, err  # was 0: main() dropped the code of typer.Exit(1)
     assert "stages failed: internal" in err
     assert (tmp_path / "o" / "results.json").exists()
+
+
+_GOOD = {
+    "patient_id": ["P1", "P2", "P3", "P4"],
+    "time": [5.0, 30.0, 12.0, 40.0],
+    "event": [1, 0, 1, 0],
+    "risk": [0.6, 0.2, 0.7, 0.1],
+    "surgery_date": ["2019-01-03", "2019-02-11", "2019-03-20", "2019-04-02"],
+}
+
+
+@pytest.mark.parametrize(
+    "column, values, shown",
+    [
+        ("event", ["yes", "no", "yes", "no"], "row 1 (patient P1), column 'event': got 'yes'"),
+        ("risk", [0.6, 1.7, 0.7, -0.2], "row 2 (patient P2), column 'risk': got 1.7"),
+        ("time", ["5", "12,5", "12", "40"], "row 2 (patient P2), column 'time': got '12,5'"),
+        (
+            "surgery_date",
+            ["2019-01-03", "31/02/2019", "2019-03-20", "2019-04-02"],
+            "row 2 (patient P2), column 'surgery_date': got '31/02/2019'",
+        ),
+    ],
+)
+def test_validate_rejects_impossible_prediction_values(tmp_path, capsys, column, values, shown):
+    """Before: 'yes'/'no' events all became events, risks outside 0-1 were used, '12,5'
+    failed each stage with a bare float error, a bad date was an internal error (70)."""
+    from hccstrat.cli import main
+
+    table = pd.DataFrame({**_GOOD, column: values})
+    code = main(["validate", "--plan", _plan_on(tmp_path, table), "--out", str(tmp_path / "o")])
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 5, err
+    assert "HCC-DATA-001" in err and shown in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_validate_plan_must_be_a_mapping_with_numbers(tmp_path, capsys):
+    from hccstrat.cli import main
+
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("just some text\n")
+    assert main(["validate", "--plan", str(plan)]) == 2
+    assert "a validation plan must be a mapping of keys, got str" in capsys.readouterr().err
+    plan.write_text("n_bootstrap: many\nstages: []\n")
+    assert main(["validate", "--plan", str(plan)]) == 2
+    assert "plan key 'n_bootstrap' is 'many'" in capsys.readouterr().err
