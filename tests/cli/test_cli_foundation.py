@@ -84,6 +84,24 @@ def test_missing_file_is_one_line_with_distinct_exit_code(tmp_path, capsys):
         main(["--debug", "cohort", "import", str(tmp_path / "nope.csv"), "--out", "o.csv"])
 
 
+def test_output_path_that_is_a_folder_or_under_a_file_is_a_clean_error(tmp_path, capsys):
+    """Before: an internal error (exit 70) naming a temporary file ('.x.abc.tmp')."""
+    src = tmp_path / "reg.csv"
+    src.write_text(CSV)
+    m = tmp_path / "m.yaml"
+    m.write_text(MAPPING)
+    (tmp_path / "afile").write_text("keep me")
+    base = ["cohort", "import", str(src), "--mapping", str(m), "--out"]
+    assert main([*base, str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "HCC-CFG-001" in err and "it is a folder" in err and "internal error" not in err
+    assert main([*base, str(tmp_path / "afile" / "c.csv")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "cannot write" in err and "afile" in err and "folder you can write to" in err
+    assert (tmp_path / "afile").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "m.yaml", "reg.csv"]
+
+
 @pytest.mark.slow
 def test_demo_foundation_stages_on_small_cohort(tmp_path):
     out = tmp_path / "demo"

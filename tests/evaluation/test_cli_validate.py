@@ -136,3 +136,13 @@ def test_validate_plan_must_be_a_mapping_with_numbers(tmp_path, capsys):
     plan.write_text("n_bootstrap: many\nstages: []\n")
     assert main(["validate", "--plan", str(plan)]) == 2
     assert "plan key 'n_bootstrap' is 'many'" in capsys.readouterr().err
+
+
+def test_validate_out_that_is_a_file_is_refused_before_running(tmp_path, capsys):
+    from hccstrat.cli import main
+
+    (tmp_path / "o").write_text("x")
+    plan = _plan_on(tmp_path, pd.DataFrame(_GOOD))
+    assert main(["validate", "--plan", plan, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "is a file" in err and "validation stage" not in err

@@ -34,8 +34,11 @@ def validate(
 ) -> None:
     """Run a staged validation plan on a predictions table; write results.json and report.html."""
     from hccstrat.evaluation.validation import ValidationPlan, run_plan
+    from hccstrat.exceptions import ConfigError
     from hccstrat.reports.validation_report import build_validation_report
 
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out '{out}' is a file", hint="give a folder path")
     p = ValidationPlan.from_yaml(plan)
     if n_bootstrap is not None:
         p.n_bootstrap = n_bootstrap
@@ -43,8 +46,7 @@ def validate(
         p.seed = seed
     res = run_plan(p, progress=lambda s: typer.echo(s, err=True))
     res.metadata.update({"plan": str(plan), "data_source": p.data or ""})
-    out.mkdir(parents=True, exist_ok=True)
-    res.save_json(out / "results.json")
+    res.save_json(out / "results.json")  # atomic writes create the folder
     html = build_validation_report(res, out / "report.html", title=f"Validation: {p.name}")
     failed = [s.name for s in res.stages if s.error]
     typer.echo(f"wrote {html} and {out / 'results.json'}")
