@@ -102,6 +102,17 @@ def test_output_path_that_is_a_folder_or_under_a_file_is_a_clean_error(tmp_path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "m.yaml", "reg.csv"]
 
 
+def test_scores_and_import_refuse_a_file_without_patient_rows(tmp_path, capsys):
+    """Before: exit 0 and an output file of zero rows ('Clinical scores of 0 patients')."""
+    src = tmp_path / "reg.csv"
+    src.write_text("patient_id,centre,age\n\n")
+    for cmd in (["scores", str(src)], ["cohort", "import", str(src)]):
+        assert main([*cmd, "--out", str(tmp_path / "o.csv")]) == 3
+        err = capsys.readouterr().err
+        assert "HCC-IO-001" in err and "reg.csv' has no patient rows" in err
+    assert not (tmp_path / "o.csv").exists()
+
+
 @pytest.mark.slow
 def test_demo_foundation_stages_on_small_cohort(tmp_path):
     out = tmp_path / "demo"

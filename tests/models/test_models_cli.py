@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import pandas as pd
+import pytest
 import typer
 from _models_toy import make_image_feature_proxies, toy_cohort
 from typer.testing import CliRunner
@@ -94,6 +95,35 @@ def test_missing_file_is_a_clean_error(tmp_path):
         ["post", "--clinical", str(tmp_path / "no.csv"), "--out", str(tmp_path / "x.hccmodel")],
     )
     assert res.exit_code != 0 and "table not found" in str(res.exception)
+
+
+@pytest.fixture(scope="module")
+def pre_model(tmp_path_factory, cohort):
+    """A PRE model (clinical inputs only) saved to a .hccmodel file."""
+    from hccstrat.models import PreModel, save_model
+    from hccstrat.survival import endpoint
+
+    clin = cohort.clinical
+    model = PreModel(random_state=0).fit(clin, endpoint(clin, "aggressive"))
+    path = tmp_path_factory.mktemp("pre") / "pre.hccmodel"
+    save_model(model, path, name="hccstrat-pre", intended_use="tests")
+    return path
+
+
+def test_a_table_with_a_header_and_no_rows_is_a_clean_error(tmp_path, cohort, pre_model, capsys):
+    """Before: predict ended in an internal error (exit 70, 'Found array with 0 sample(s)');
+    train said 'no usable column'."""
+    from hccstrat.cli import main
+
+    empty = tmp_path / "empty.csv"
+    cohort.clinical.head(0).to_csv(empty, index=False)
+    out = tmp_path / "pred.csv"
+    args = ["predict", "--model", str(pre_model), "--clinical", str(empty), "--out", str(out)]
+    assert main(args) == 3
+    err = capsys.readouterr().err
+    assert "HCC-IO-001" in err and "has no patient rows" in err and not out.exists()
+    assert main(["train", "pre", "--clinical", str(empty), "--out", str(tmp_path / "m")]) == 3
+    assert "has no patient rows" in capsys.readouterr().err
 
 
 def test_demo_stage(tmp_path):

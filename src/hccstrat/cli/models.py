@@ -56,11 +56,16 @@ def _read_table(path: Path):
 
 
 def _load_inputs(clinical: Path, radiomics: Path | None, time: Path | None, wsi: Path | None):
-    from hccstrat.exceptions import DataValidationError, ValidationReport
+    from hccstrat.exceptions import DataValidationError, InputFileError, ValidationReport
     from hccstrat.models import join_feature_tables
     from hccstrat.schema import validate
 
-    table, report = validate(_read_table(clinical), source=str(clinical))
+    raw = _read_table(clinical)
+    if raw.empty:
+        raise InputFileError(
+            f"'{clinical}' has no patient rows", hint="export one row per patient below the header"
+        )
+    table, report = validate(raw, source=str(clinical))
     serious = [p for p in report.problems if p.value != "(column)"]
     if serious:
         raise DataValidationError(ValidationReport(serious, source=str(clinical)))

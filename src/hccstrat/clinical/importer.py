@@ -282,11 +282,17 @@ def import_table(
 
     Raises
     ------
+    InputFileError
+        When the file cannot be read or has no patient rows.
     DataValidationError
         Listing every problem in the file (row, patient id, column, value, expected).
     """
     m = mapping if isinstance(mapping, ImportMapping) else load_mapping(mapping)
     raw = read_source(path, m.sheet)
+    if raw.empty:
+        raise InputFileError(
+            f"'{path}' has no patient rows", hint="export one row per patient below the header"
+        )
     df, report = apply_mapping(raw, m)
     table, vreport = validate(df, source=str(path))
     # add unit hints to out-of-range values
