@@ -211,6 +211,34 @@ class LackingReport:
         return asdict(self)
 
 
+def _check_numeric_cells(table: pd.DataFrame, source: str) -> None:
+    """Refuse text cells (``"n.d."``, ``"12,5"``) in a feature column that holds numbers.
+
+    Such a cell would turn the whole column into text, which the models then drop
+    (training) or impute for every patient (prediction) without a word. Columns
+    without any number (slide names, notes) are left alone: they are not features.
+    """
+    report = ValidationReport(source=source)
+    for c in table.columns:
+        col = table[c]
+        if c == "patient_id" or pd.api.types.is_numeric_dtype(col):
+            continue
+        num = pd.to_numeric(col.astype("object"), errors="coerce")
+        if not num.notna().any():
+            continue
+        for i in np.flatnonzero((num.isna() & col.notna()).to_numpy()):
+            pid = _str_or_none(table["patient_id"].iloc[i])
+            report.add(Problem(int(i) + 1, pid, str(c), col.iloc[i], "a number (empty if missing)"))
+    if report:
+        raise DataValidationError(
+            report, hint="correct the listed cells (decimal point, no units or words)"
+        )
+
+
+def _str_or_none(v: object) -> str | None:
+    return None if pd.isna(v) else str(v)
+
+
 def join_feature_tables(
     clinical: pd.DataFrame, tables: Mapping[str, pd.DataFrame] | None = None
 ) -> pd.DataFrame:
@@ -228,6 +256,13 @@ def join_feature_tables(
     -------
     DataFrame
         Same rows and order as ``clinical``; patients absent from a table get NaN.
+
+    Raises
+    ------
+    ModelError
+        When a table has no or duplicated ``patient_id`` values.
+    DataValidationError
+        When a feature column holding numbers also holds text cells.
     """
     out = clinical.copy()
     for prefix, table in (tables or {}).items():
@@ -247,6 +282,7 @@ def join_feature_tables(
                 f"the {IMAGE_PREFIXES[prefix]} table has duplicated patient_id values, e.g. {dup}",
                 hint="aggregate to one row per patient before joining",
             )
+        _check_numeric_cells(table, f"the {IMAGE_PREFIXES[prefix]} table")
         feats = table.set_index("patient_id")
         feats = feats.rename(
             columns={c: f"{prefix}{c}" for c in feats.columns if not str(c).startswith(prefix)}
