@@ -146,3 +146,23 @@ def test_validate_out_that_is_a_file_is_refused_before_running(tmp_path, capsys)
     assert main(["validate", "--plan", plan, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "--out" in err and "is a file" in err and "validation stage" not in err
+
+
+@pytest.mark.parametrize(
+    "content, said",
+    [
+        ('{"stages": [{"name": "internal"}]}', "stage 1 lacks ['kind', 'performance']"),
+        ('{"stages": 5}', "it holds no list of 'stages'"),
+        ('{"sections": {}}', "it holds no list of 'stages'"),  # the report.json of numbers
+    ],
+)
+def test_report_refuses_results_not_written_by_validate(tmp_path, capsys, content, said):
+    """Before: a KeyError / TypeError internal error (exit 70)."""
+    from hccstrat.cli import main
+
+    bad = tmp_path / "results.json"
+    bad.write_text(content)
+    assert main(["report", "--results", str(bad), "--out", str(tmp_path / "r.html")]) == 3
+    err = " ".join(capsys.readouterr().err.split())
+    assert "HCC-IO-001" in err and said in err and "results.json written by" in err
+    assert not (tmp_path / "r.html").exists()

@@ -78,7 +78,13 @@ def report(
 
     try:
         d = json.loads(results.read_text(encoding="utf-8"))
-        d["stages"]
+        stages = d.get("stages") if isinstance(d, dict) else None
+        if not isinstance(stages, list):
+            raise ValueError("it holds no list of 'stages'")
+        for i, st in enumerate(stages, 1):
+            lacking = {"name", "kind", "performance"} - set(st if isinstance(st, dict) else ())
+            if lacking or not isinstance(st["performance"], dict):
+                raise ValueError(f"stage {i} lacks {sorted(lacking) or ['a performance mapping']}")
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise InputFileError(
             f"cannot read validation results {results}: {err}",
