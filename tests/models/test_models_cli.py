@@ -139,3 +139,21 @@ def test_demo_stage(tmp_path):
     if not check["validated"]:  # the model abstains for everyone
         assert sections[1].numbers["abstention_rate"] == 1.0
     assert (tmp_path / "models" / "pre.hccmodel").is_file() and steps
+
+
+def test_predict_with_a_model_of_another_kind_is_a_model_error(tmp_path, cohort, capsys):
+    """Before: an internal error (exit 70, "'FeatureAssembler' object has no attribute
+    'features_'")."""
+    from hccstrat.cli import main
+    from hccstrat.models import FeatureAssembler, save_model
+
+    path = tmp_path / "fa.hccmodel"
+    fa = FeatureAssembler(stage="pre").fit(cohort.clinical)
+    save_model(fa, path, name="assembler", intended_use="tests")
+    cohort.clinical.to_csv(tmp_path / "clin.csv", index=False)
+    out = tmp_path / "pred.csv"
+    args = ["--model", str(path), "--clinical", str(tmp_path / "clin.csv"), "--out", str(out)]
+    assert main(["predict", *args]) == 6
+    err = " ".join(capsys.readouterr().err.split())
+    assert "HCC-MODEL-001" in err and "holds a FeatureAssembler ('assembler')" in err
+    assert "'hccstrat train pre'" in err and not out.exists()

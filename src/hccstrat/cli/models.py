@@ -224,10 +224,23 @@ def predict(
     import pandas as pd
     from rich.console import Console
 
+    from hccstrat.exceptions import ModelError
     from hccstrat.io.atomic import atomic_write
     from hccstrat.models import TreatmentBenefitModel, load_model
 
     est = load_model(model)
+    needs = ["features_"]
+    needs += (
+        ["predict_benefit"]
+        if isinstance(est, TreatmentBenefitModel)
+        else ["predict_score", "predict_high_risk"]
+    )
+    if not all(hasattr(est, a) for a in needs):  # e.g. a baseline, MIL or assembler file
+        raise ModelError(
+            f"{model} holds a {type(est).__name__} ('{est.model_card_.name}'), which 'predict' "
+            "cannot use",
+            hint="pass a model saved by 'hccstrat train pre', 'train post' or 'train benefit'",
+        )
     X = _load_inputs(clinical, radiomics, time, wsi)
     lacking = est.features_.lacking_at_predict(X)
     if isinstance(est, TreatmentBenefitModel):
