@@ -166,3 +166,27 @@ def test_report_refuses_results_not_written_by_validate(tmp_path, capsys, conten
     err = " ".join(capsys.readouterr().err.split())
     assert "HCC-IO-001" in err and said in err and "results.json written by" in err
     assert not (tmp_path / "r.html").exists()
+
+
+def test_validate_checks_what_the_plan_names_against_the_table(tmp_path, capsys):
+    """Before: a text comparator failed each stage with 'could not convert string to float',
+    a missing comparator was skipped without a word, stage centres without the centre
+    column were an internal error (KeyError), threshold 3 / horizon -5 were used."""
+    from hccstrat.cli import main
+
+    out = ["--out", str(tmp_path / "o")]
+    table = pd.DataFrame({**_GOOD, "bclc": ["A", "0", "B", "A"]})
+    assert main(["validate", "--plan", _plan_on(tmp_path, table, comparators=["bclc"]), *out]) == 5
+    err = " ".join(capsys.readouterr().err.split())
+    assert "row 1 (patient P1), column 'bclc': got 'A'; expected a number" in err
+    assert "row 2 (patient P2)" not in err
+    assert main(["validate", "--plan", _plan_on(tmp_path, table, comparators=["erasl"]), *out]) == 5
+    err = " ".join(capsys.readouterr().err.split())
+    assert "column 'erasl': got '(missing column)'; expected a comparator named in the plan" in err
+    stages = [{"name": "internal", "kind": "internal", "centres": ["C1"]}]
+    assert main(["validate", "--plan", _plan_on(tmp_path, table, stages=stages), *out]) == 5
+    assert "column 'centre': got '(missing column)'" in capsys.readouterr().err
+    assert main(["validate", "--plan", _plan_on(tmp_path, table, threshold=3), *out]) == 2
+    assert "plan key 'threshold' is 3" in capsys.readouterr().err
+    assert main(["validate", "--plan", _plan_on(tmp_path, table, horizon=-5), *out]) == 2
+    assert not (tmp_path / "o").exists()

@@ -28,6 +28,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from hccstrat.evaluation._pred_checks import checked_predictions
 from hccstrat.evaluation.drift import input_drift, rolling_performance
 from hccstrat.evaluation.meta import pool_metric
 from hccstrat.evaluation.performance import assess
@@ -132,6 +133,13 @@ class ValidationPlan:
             v = d.get(key, 0)
             if isinstance(v, bool) or not isinstance(v, (int, float) if kind is float else int):
                 raise ConfigError(f"plan key {key!r} is {v!r}", hint=f"give {key} as a number")
+        for key, ok, allowed in (
+            ("horizon", lambda v: v > 0, "months > 0"),
+            ("threshold", lambda v: 0 < v < 1, "a risk between 0 and 1"),
+            ("n_bootstrap", lambda v: v >= 0, "a count >= 0"),
+        ):
+            if key in d and not ok(d[key]):
+                raise ConfigError(f"plan key {key!r} is {d[key]!r}", hint=f"give {allowed}")
         stages = []
         skeys = {f.name for f in dataclasses.fields(StageSpec)}
         for i, s in enumerate(d.get("stages", [])):
@@ -226,51 +234,6 @@ def split_internal(n: int, *, test_size: float = 0.25, seed: int = 0, stratify=N
     mask = np.zeros(n, bool)
     mask[test] = True
     return mask
-
-
-_EVENT_WORDS = {"true": True, "false": False, "1": True, "0": False, "1.0": True, "0.0": False}
-
-
-def _checked_predictions(data: pd.DataFrame, plan: ValidationPlan) -> pd.DataFrame:
-    """The predictions table with times/risks as floats, events as bool, dates parsed.
-
-    Raises
-    ------
-    DataValidationError
-        Listing every missing or impossible time, event, risk or date (row, patient id),
-        so that no stage runs on silently coerced values (``"no"`` read as an event, a
-        risk of 1.7, ``"12,5"`` months).
-    """
-    report = ValidationReport(source=plan.data or "predictions table")
-    ids = data["patient_id"].astype(str).to_numpy() if "patient_id" in data else None
-    out = data.copy()
-
-    def check(col: str, values: pd.Series, bad: pd.Series, expected: str) -> None:
-        for i in np.flatnonzero(bad.to_numpy()):
-            pid = None if ids is None else ids[i]
-            report.add(Problem(int(i) + 1, pid, col, data[col].iloc[i], expected))
-        out[col] = values
-
-    for col, hi, expected in (
-        (plan.time_column, np.inf, "a follow-up time in months >= 0"),
-        (plan.risk_column, 1.0, f"a predicted risk by {plan.horizon:g} months between 0 and 1"),
-    ):
-        if col in data:
-            v = pd.to_numeric(data[col], errors="coerce").astype(float)
-            check(col, v, ~v.between(0.0, hi), expected)
-    ev = plan.event_column
-    if ev in data:
-        flags = data[ev].map(lambda x: _EVENT_WORDS.get(str(x).strip().lower()))
-        check(ev, flags.fillna(False).astype(bool), flags.isna(), "1/0 or True/False")
-    if plan.date_column in data:
-        raw = data[plan.date_column]
-        dates = pd.to_datetime(raw, errors="coerce", format="ISO8601")
-        check(plan.date_column, dates, dates.isna() & raw.notna(), "a date as YYYY-MM-DD")
-    if report:
-        raise DataValidationError(
-            report, hint="correct the listed values in the predictions table; nothing was written"
-        )
-    return out
 
 
 def _target(df: pd.DataFrame, plan: ValidationPlan) -> tuple[np.ndarray, np.ndarray]:
@@ -428,7 +391,7 @@ def run_plan(
                 f"cannot read predictions {path}: {err}",
                 hint="give a CSV or parquet file with the plan's columns",
             ) from err
-    data = _checked_predictions(data, plan)
+    data = checked_predictions(data, plan)
     results = []
     cohort = data[plan.cohort_column].astype(str) if plan.cohort_column in data else None
     reference = data[cohort == "development"] if cohort is not None else None
