@@ -113,6 +113,17 @@ def test_scores_and_import_refuse_a_file_without_patient_rows(tmp_path, capsys):
     assert not (tmp_path / "o.csv").exists()
 
 
+def test_a_long_problem_list_does_not_point_to_a_report_file_that_scores_never_wrote(
+    tmp_path, capsys
+):
+    src = tmp_path / "reg.csv"
+    src.write_text("patient_id,centre,age\n" + "".join(f"P{i},C1,{200 + i}\n" for i in range(25)))
+    assert main(["scores", str(src), "--out", str(tmp_path / "o.csv")]) == 5
+    err = capsys.readouterr().err
+    assert "25 problem(s)" in err and "... and 5 more not shown" in err
+    assert "report file" not in err  # was '(see the full report file)': scores writes none
+
+
 @pytest.mark.slow
 def test_demo_foundation_stages_on_small_cohort(tmp_path):
     out = tmp_path / "demo"
