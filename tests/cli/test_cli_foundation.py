@@ -124,6 +124,21 @@ def test_a_long_problem_list_does_not_point_to_a_report_file_that_scores_never_w
     assert "report file" not in err  # was '(see the full report file)': scores writes none
 
 
+def test_an_output_path_that_is_an_input_file_is_refused(tmp_path, capsys):
+    """Before: 'scores reg.csv --out reg.csv' replaced the patient table by its scores."""
+    src = tmp_path / "reg.csv"
+    src.write_text(CSV)
+    m = tmp_path / "m.yaml"
+    m.write_text(MAPPING)
+    same = str(tmp_path / "." / "reg.csv")
+    assert main(["scores", str(src), "--mapping", str(m), "--out", same]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "HCC-CFG-001" in err and "is the patient table input" in err
+    assert main(["cohort", "import", str(src), "--mapping", str(m), "--out", str(m)]) == 2
+    assert "is the --mapping input" in capsys.readouterr().err
+    assert src.read_text() == CSV
+
+
 @pytest.mark.slow
 def test_demo_foundation_stages_on_small_cohort(tmp_path):
     out = tmp_path / "demo"

@@ -190,3 +190,15 @@ def test_validate_checks_what_the_plan_names_against_the_table(tmp_path, capsys)
     assert "plan key 'threshold' is 3" in capsys.readouterr().err
     assert main(["validate", "--plan", _plan_on(tmp_path, table, horizon=-5), *out]) == 2
     assert not (tmp_path / "o").exists()
+
+
+def test_report_refuses_to_write_its_json_over_the_results(tmp_path, capsys):
+    """Before: '--results x.json --out x.html' replaced x.json by the numbers sidecar."""
+    from hccstrat.cli import main
+
+    res = tmp_path / "x.json"
+    res.write_text('{"stages": []}')
+    assert main(["report", "--results", str(res), "--out", str(tmp_path / "x.html")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "the JSON of numbers beside --out" in err and "is the --results input" in err
+    assert res.read_text() == '{"stages": []}'

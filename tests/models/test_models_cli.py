@@ -157,3 +157,19 @@ def test_predict_with_a_model_of_another_kind_is_a_model_error(tmp_path, cohort,
     err = " ".join(capsys.readouterr().err.split())
     assert "HCC-MODEL-001" in err and "holds a FeatureAssembler ('assembler')" in err
     assert "'hccstrat train pre'" in err and not out.exists()
+
+
+def test_predict_and_train_refuse_to_write_over_an_input(tmp_path, cohort, pre_model, capsys):
+    """Before: '--out' equal to '--clinical' replaced the patient table by predictions."""
+    from hccstrat.cli import main
+
+    clin = tmp_path / "clin.csv"
+    cohort.clinical.head(20).to_csv(clin, index=False)
+    before = clin.read_bytes()
+    args = ["--model", str(pre_model), "--clinical", str(clin), "--out", str(clin)]
+    assert main(["predict", *args]) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "is the --clinical input" in err
+    assert main(["train", "pre", "--clinical", str(clin), "--out", str(clin)]) == 2
+    assert "is the --clinical input" in capsys.readouterr().err
+    assert clin.read_bytes() == before

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import typer
 
+from hccstrat.cli._paths import refuse_overwriting_inputs
+
 __all__ = ["app", "demo_stage", "predict", "register", "train_app"]
 
 log = logging.getLogger(__name__)
@@ -82,6 +84,10 @@ def _train(stage: str, clinical, out, radiomics, time, wsi, **params) -> None:
     from hccstrat.models import PostModel, PreModel, TreatmentBenefitModel, save_model
     from hccstrat.survival import endpoint
 
+    refuse_overwriting_inputs(
+        {"--out": Path(out)},
+        {"--clinical": clinical, "--radiomics": radiomics, "--time": time, "--wsi": wsi},
+    )
     X = _load_inputs(clinical, radiomics, time, wsi)
     if stage == "benefit":
         model = TreatmentBenefitModel(**params)
@@ -228,6 +234,8 @@ def predict(
     from hccstrat.io.atomic import atomic_write
     from hccstrat.models import TreatmentBenefitModel, load_model
 
+    tables = {"--clinical": clinical, "--radiomics": radiomics, "--time": time, "--wsi": wsi}
+    refuse_overwriting_inputs({"--out": out}, {"--model": model, **tables})
     est = load_model(model)
     needs = ["features_"]
     needs += (

@@ -73,9 +73,14 @@ def report(
     """Render the HTML report (and its JSON of numbers) from saved validation results."""
     import json
 
+    from hccstrat.cli._paths import refuse_overwriting_inputs
     from hccstrat.exceptions import InputFileError
     from hccstrat.reports.validation_report import build_validation_report
 
+    refuse_overwriting_inputs(
+        {"--out": out, "the JSON of numbers beside --out": out.with_suffix(".json")},
+        {"--results": results},
+    )
     try:
         d = json.loads(results.read_text(encoding="utf-8"))
         stages = d.get("stages") if isinstance(d, dict) else None
