@@ -173,3 +173,10 @@ def test_predict_and_train_refuse_to_write_over_an_input(tmp_path, cohort, pre_m
     assert main(["train", "pre", "--clinical", str(clin), "--out", str(clin)]) == 2
     assert "is the --clinical input" in capsys.readouterr().err
     assert clin.read_bytes() == before
+
+
+def test_feature_tables_keep_leading_zeros_of_patient_ids(tmp_path):
+    from hccstrat.cli.models import _read_table
+
+    (tmp_path / "rad.csv").write_text("patient_id,rad_x\n00123,1.5\n")
+    assert _read_table(tmp_path / "rad.csv")["patient_id"].tolist() == ["00123"]

@@ -96,6 +96,20 @@ def test_text_cells_in_a_numeric_feature_column_are_listed():
     assert ok["rad_glcm"].isna().tolist() == [False, True, False]
 
 
+def test_join_matches_ids_as_text_and_refuses_tables_with_no_common_patient():
+    """Before: numeric ids in an image table ('00123' read as 123) against text ids in the
+    clinical table were a pandas merge error (internal error, exit 70)."""
+    clin = pd.DataFrame({"patient_id": pd.array(["00123", "00124"], dtype="string")})
+    out = join_feature_tables(clin, {"rad_": pd.DataFrame({"patient_id": ["00124"], "g": [2.0]})})
+    assert out["rad_g"].tolist()[1] == 2.0 and np.isnan(out["rad_g"].tolist()[0])
+    with pytest.raises(ModelError) as info:
+        join_feature_tables(clin, {"rad_": pd.DataFrame({"patient_id": [123, 124], "g": [1, 2]})})
+    assert str(info.value).startswith(
+        "none of the 2 patient_id values of the MRI radiomic features table is in the clinical "
+        "table (e.g. '123' there, '00123' in the clinical table)"
+    )
+
+
 def test_join_adds_prefix_and_keeps_rows():
     clin = pd.DataFrame({"patient_id": ["a", "b", "c"]}, index=[10, 11, 12])
     out = join_feature_tables(

@@ -42,10 +42,11 @@ def _read_table(path: Path):
         raise InputFileError(f"table not found: {path}", hint="check the path")
     suffix = path.suffix.lower()
     try:
+        # ids as text: a numeric-looking 00123 keeps its zeros and matches across tables
         if suffix in (".csv", ".txt"):
-            return pd.read_csv(path)
+            return pd.read_csv(path, dtype={"patient_id": str})
         if suffix in (".xlsx", ".xls"):
-            return pd.read_excel(path)
+            return pd.read_excel(path, dtype={"patient_id": str})
         if suffix == ".parquet":
             return pd.read_parquet(path)
     except (OSError, ValueError, ImportError) as err:

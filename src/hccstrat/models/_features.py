@@ -287,7 +287,19 @@ def join_feature_tables(
         feats = feats.rename(
             columns={c: f"{prefix}{c}" for c in feats.columns if not str(c).startswith(prefix)}
         )
-        out = out.join(feats, on="patient_id")
+        # ids as text on both sides: 00123 read as a number must not crash or mismatch
+        feats.index = feats.index.astype(str)
+        key = clinical["patient_id"].astype(str)
+        if len(feats) and len(key) and not key.isin(feats.index).any():
+            raise ModelError(
+                f"none of the {len(feats)} patient_id values of the {IMAGE_PREFIXES[prefix]} "
+                f"table is in the clinical table (e.g. {feats.index[0]!r} there, "
+                f"{key.iloc[0]!r} in the clinical table)",
+                hint="use the same patient identifiers in every table, leading zeros included",
+            )
+        joined = feats.reindex(key.to_numpy())
+        joined.index = out.index
+        out = out.join(joined)
     out.index = clinical.index
     return out
 
