@@ -89,9 +89,11 @@ def test_text_cells_in_a_numeric_feature_column_are_listed():
         join_feature_tables(clin, {"rad_": rad})
     msg = str(info.value)
     assert "2 problem(s) in the MRI radiomic features table" in msg
-    assert "row 2 (patient b), column 'glcm': got 'n.d.'; expected a number" in msg
+    assert "row 2 (patient b), column 'glcm': got 'n.d.'; expected a finite number" in msg
     assert "row 3 (patient c), column 'glcm': got '12,5'" in msg
     assert "slide" not in msg  # a column without numbers is not a feature: left alone
+    with pytest.raises(DataValidationError, match="column 'glcm': got inf; expected a finite"):
+        join_feature_tables(clin, {"rad_": rad.assign(glcm=[1.5, float("inf"), 2.0])})
     ok = join_feature_tables(clin, {"rad_": rad.assign(glcm=[1.5, None, 2.0])})
     assert ok["rad_glcm"].isna().tolist() == [False, True, False]
 

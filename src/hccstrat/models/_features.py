@@ -212,23 +212,30 @@ class LackingReport:
 
 
 def _check_numeric_cells(table: pd.DataFrame, source: str) -> None:
-    """Refuse text cells (``"n.d."``, ``"12,5"``) in a feature column that holds numbers.
+    """Refuse text cells (``"n.d."``, ``"12,5"``) and infinite values (``"inf"``) in a
+    feature column that holds numbers.
 
-    Such a cell would turn the whole column into text, which the models then drop
-    (training) or impute for every patient (prediction) without a word. Columns
-    without any number (slide names, notes) are left alone: they are not features.
+    A text cell would turn the whole column into text, which the models then drop
+    (training) or impute for every patient (prediction) without a word; an infinite
+    value breaks the learner. Columns without any number (slide names, notes) are left
+    alone: they are not features.
     """
     report = ValidationReport(source=source)
     for c in table.columns:
         col = table[c]
-        if c == "patient_id" or pd.api.types.is_numeric_dtype(col):
+        if c == "patient_id":
             continue
-        num = pd.to_numeric(col.astype("object"), errors="coerce")
+        num = (
+            col.astype(float)
+            if pd.api.types.is_numeric_dtype(col)
+            else pd.to_numeric(col.astype("object"), errors="coerce").astype(float)
+        )
         if not num.notna().any():
             continue
-        for i in np.flatnonzero((num.isna() & col.notna()).to_numpy()):
+        for i in np.flatnonzero(((num.isna() & col.notna()) | np.isinf(num)).to_numpy()):
             pid = _str_or_none(table["patient_id"].iloc[i])
-            report.add(Problem(int(i) + 1, pid, str(c), col.iloc[i], "a number (empty if missing)"))
+            expected = "a finite number (empty if missing)"
+            report.add(Problem(int(i) + 1, pid, str(c), col.iloc[i], expected))
     if report:
         raise DataValidationError(
             report, hint="correct the listed cells (decimal point, no units or words)"
