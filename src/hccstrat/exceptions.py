@@ -163,7 +163,7 @@ class ValidationReport:
         shown = self.problems if limit is None else self.problems[:limit]
         lines = [head + ":"] + [f"  - {p}" for p in shown]
         if limit is not None and len(self.problems) > limit:
-            lines.append(f"  ... and {len(self.problems) - limit} more (see the full report file)")
+            lines.append(f"  ... and {len(self.problems) - limit} more not shown")
         return "\n".join(lines)
 
 

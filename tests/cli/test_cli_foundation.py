@@ -84,6 +84,61 @@ def test_missing_file_is_one_line_with_distinct_exit_code(tmp_path, capsys):
         main(["--debug", "cohort", "import", str(tmp_path / "nope.csv"), "--out", "o.csv"])
 
 
+def test_output_path_that_is_a_folder_or_under_a_file_is_a_clean_error(tmp_path, capsys):
+    """Before: an internal error (exit 70) naming a temporary file ('.x.abc.tmp')."""
+    src = tmp_path / "reg.csv"
+    src.write_text(CSV)
+    m = tmp_path / "m.yaml"
+    m.write_text(MAPPING)
+    (tmp_path / "afile").write_text("keep me")
+    base = ["cohort", "import", str(src), "--mapping", str(m), "--out"]
+    assert main([*base, str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "HCC-CFG-001" in err and "it is a folder" in err and "internal error" not in err
+    assert main([*base, str(tmp_path / "afile" / "c.csv")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "cannot write" in err and "afile" in err and "folder you can write to" in err
+    assert (tmp_path / "afile").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "m.yaml", "reg.csv"]
+
+
+def test_scores_and_import_refuse_a_file_without_patient_rows(tmp_path, capsys):
+    """Before: exit 0 and an output file of zero rows ('Clinical scores of 0 patients')."""
+    src = tmp_path / "reg.csv"
+    src.write_text("patient_id,centre,age\n\n")
+    for cmd in (["scores", str(src)], ["cohort", "import", str(src)]):
+        assert main([*cmd, "--out", str(tmp_path / "o.csv")]) == 3
+        err = capsys.readouterr().err
+        assert "HCC-IO-001" in err and "reg.csv' has no patient rows" in err
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_a_long_problem_list_does_not_point_to_a_report_file_that_scores_never_wrote(
+    tmp_path, capsys
+):
+    src = tmp_path / "reg.csv"
+    src.write_text("patient_id,centre,age\n" + "".join(f"P{i},C1,{200 + i}\n" for i in range(25)))
+    assert main(["scores", str(src), "--out", str(tmp_path / "o.csv")]) == 5
+    err = capsys.readouterr().err
+    assert "25 problem(s)" in err and "... and 5 more not shown" in err
+    assert "report file" not in err  # was '(see the full report file)': scores writes none
+
+
+def test_an_output_path_that_is_an_input_file_is_refused(tmp_path, capsys):
+    """Before: 'scores reg.csv --out reg.csv' replaced the patient table by its scores."""
+    src = tmp_path / "reg.csv"
+    src.write_text(CSV)
+    m = tmp_path / "m.yaml"
+    m.write_text(MAPPING)
+    same = str(tmp_path / "." / "reg.csv")
+    assert main(["scores", str(src), "--mapping", str(m), "--out", same]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "HCC-CFG-001" in err and "is the patient table input" in err
+    assert main(["cohort", "import", str(src), "--mapping", str(m), "--out", str(m)]) == 2
+    assert "is the --mapping input" in capsys.readouterr().err
+    assert src.read_text() == CSV
+
+
 @pytest.mark.slow
 def test_demo_foundation_stages_on_small_cohort(tmp_path):
     out = tmp_path / "demo"

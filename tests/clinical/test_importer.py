@@ -120,6 +120,21 @@ def test_mapping_errors_are_specific(tmp_path):
         load_mapping(tmp_path / "missing.yaml")
 
 
+@pytest.mark.parametrize("fmt", ["%Q/%m/%Y", "dd/mm/yyyy"])
+def test_a_date_format_that_is_not_strptime_codes_is_a_mapping_error(tmp_path, fmt):
+    """Before: '%Q' was an internal error (pandas ValueError, exit 70); 'dd/mm/yyyy'
+    refused every date of the file as not matching the format."""
+    m = tmp_path / "m.yaml"
+    m.write_text(f'dates: {{format: "%d.%m.%Y", columns: {{surgery_date: "{fmt}"}}}}\n')
+    with pytest.raises(MappingError) as info:
+        load_mapping(m)
+    assert f"date format '{fmt}' (surgery_date) is not strptime codes like '%d/%m/%Y'" in str(
+        info.value
+    )
+    m.write_text('dates: {format: "%d.%m.%Y", columns: {surgery_date: "%Y%m%d"}}\n')
+    assert load_mapping(m).dates.columns == {"surgery_date": "%Y%m%d"}
+
+
 def test_excel_import_and_canonical_round_trip(tmp_path):
     src, m = _write(tmp_path, GOOD_CSV)
     raw = pd.read_csv(src, dtype=str)

@@ -345,3 +345,22 @@ def test_default_regimen_of_a_fitted_model_follows_the_evidence(wide):
             ).fit(X, endpoint(X, "rfs"))
         assert m.default_arm_ == expected, m.default_arm_reason_
         assert m.default_arm_reason_.startswith(f"default regimen {expected}")
+
+
+@pytest.mark.parametrize("learner", ["dr", "s"])
+def test_a_regimen_nobody_received_is_a_model_error(wide, learner):
+    """Before: sklearn's 'needs samples of at least 2 classes' (an internal error in the
+    CLI) for one regimen, or 'arm 2 has 0 patients' for two."""
+    from hccstrat.exceptions import ModelError
+
+    X = wide.assign(adjuvant=wide["adjuvant"].replace({"TACE+TKI": "TACE"}))
+    with pytest.raises(ModelError) as info:
+        TreatmentBenefitModel(learner=learner, n_bootstrap=0).fit(X, endpoint(X, "rfs"))
+    n_alone = int((X["adjuvant"] == "surgery_alone").sum())
+    assert str(info.value).startswith(
+        "no patient in the table received TACE+TKI (regimens received: "
+        f"surgery_alone: {n_alone}, TACE: {len(X) - n_alone}, TACE+TKI: 0)"
+    )
+    with pytest.raises(ModelError, match="received TACE or TACE\\+TKI"):
+        one = wide.assign(adjuvant="surgery_alone")
+        TreatmentBenefitModel(n_bootstrap=0).fit(one, endpoint(one, "rfs"))

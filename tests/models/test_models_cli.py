@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import pandas as pd
+import pytest
 import typer
 from _models_toy import make_image_feature_proxies, toy_cohort
 from typer.testing import CliRunner
@@ -96,6 +97,35 @@ def test_missing_file_is_a_clean_error(tmp_path):
     assert res.exit_code != 0 and "table not found" in str(res.exception)
 
 
+@pytest.fixture(scope="module")
+def pre_model(tmp_path_factory, cohort):
+    """A PRE model (clinical inputs only) saved to a .hccmodel file."""
+    from hccstrat.models import PreModel, save_model
+    from hccstrat.survival import endpoint
+
+    clin = cohort.clinical
+    model = PreModel(random_state=0).fit(clin, endpoint(clin, "aggressive"))
+    path = tmp_path_factory.mktemp("pre") / "pre.hccmodel"
+    save_model(model, path, name="hccstrat-pre", intended_use="tests")
+    return path
+
+
+def test_a_table_with_a_header_and_no_rows_is_a_clean_error(tmp_path, cohort, pre_model, capsys):
+    """Before: predict ended in an internal error (exit 70, 'Found array with 0 sample(s)');
+    train said 'no usable column'."""
+    from hccstrat.cli import main
+
+    empty = tmp_path / "empty.csv"
+    cohort.clinical.head(0).to_csv(empty, index=False)
+    out = tmp_path / "pred.csv"
+    args = ["predict", "--model", str(pre_model), "--clinical", str(empty), "--out", str(out)]
+    assert main(args) == 3
+    err = capsys.readouterr().err
+    assert "HCC-IO-001" in err and "has no patient rows" in err and not out.exists()
+    assert main(["train", "pre", "--clinical", str(empty), "--out", str(tmp_path / "m")]) == 3
+    assert "has no patient rows" in capsys.readouterr().err
+
+
 def test_demo_stage(tmp_path):
     steps = []
     sections = demo_stage(toy_cohort(300, 3, seed=3), tmp_path, seed=0, progress=steps.append)
@@ -109,3 +139,44 @@ def test_demo_stage(tmp_path):
     if not check["validated"]:  # the model abstains for everyone
         assert sections[1].numbers["abstention_rate"] == 1.0
     assert (tmp_path / "models" / "pre.hccmodel").is_file() and steps
+
+
+def test_predict_with_a_model_of_another_kind_is_a_model_error(tmp_path, cohort, capsys):
+    """Before: an internal error (exit 70, "'FeatureAssembler' object has no attribute
+    'features_'")."""
+    from hccstrat.cli import main
+    from hccstrat.models import FeatureAssembler, save_model
+
+    path = tmp_path / "fa.hccmodel"
+    fa = FeatureAssembler(stage="pre").fit(cohort.clinical)
+    save_model(fa, path, name="assembler", intended_use="tests")
+    cohort.clinical.to_csv(tmp_path / "clin.csv", index=False)
+    out = tmp_path / "pred.csv"
+    args = ["--model", str(path), "--clinical", str(tmp_path / "clin.csv"), "--out", str(out)]
+    assert main(["predict", *args]) == 6
+    err = " ".join(capsys.readouterr().err.split())
+    assert "HCC-MODEL-001" in err and "holds a FeatureAssembler ('assembler')" in err
+    assert "'hccstrat train pre'" in err and not out.exists()
+
+
+def test_predict_and_train_refuse_to_write_over_an_input(tmp_path, cohort, pre_model, capsys):
+    """Before: '--out' equal to '--clinical' replaced the patient table by predictions."""
+    from hccstrat.cli import main
+
+    clin = tmp_path / "clin.csv"
+    cohort.clinical.head(20).to_csv(clin, index=False)
+    before = clin.read_bytes()
+    args = ["--model", str(pre_model), "--clinical", str(clin), "--out", str(clin)]
+    assert main(["predict", *args]) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "is the --clinical input" in err
+    assert main(["train", "pre", "--clinical", str(clin), "--out", str(clin)]) == 2
+    assert "is the --clinical input" in capsys.readouterr().err
+    assert clin.read_bytes() == before
+
+
+def test_feature_tables_keep_leading_zeros_of_patient_ids(tmp_path):
+    from hccstrat.cli.models import _read_table
+
+    (tmp_path / "rad.csv").write_text("patient_id,rad_x\n00123,1.5\n")
+    assert _read_table(tmp_path / "rad.csv")["patient_id"].tolist() == ["00123"]

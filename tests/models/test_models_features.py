@@ -79,6 +79,39 @@ def test_errors_are_clear():
         join_feature_tables(clin, {"foo_": pd.DataFrame({"patient_id": ["a"], "x": [1]})})
 
 
+def test_text_cells_in_a_numeric_feature_column_are_listed():
+    """Before: 'n.d.' made the column text; fit dropped the feature without a word."""
+    clin = pd.DataFrame({"patient_id": ["a", "b", "c"]})
+    rad = pd.DataFrame(
+        {"patient_id": ["a", "b", "c"], "glcm": [1.5, "n.d.", "12,5"], "slide": ["s1", "s2", "s3"]}
+    )
+    with pytest.raises(DataValidationError) as info:
+        join_feature_tables(clin, {"rad_": rad})
+    msg = str(info.value)
+    assert "2 problem(s) in the MRI radiomic features table" in msg
+    assert "row 2 (patient b), column 'glcm': got 'n.d.'; expected a finite number" in msg
+    assert "row 3 (patient c), column 'glcm': got '12,5'" in msg
+    assert "slide" not in msg  # a column without numbers is not a feature: left alone
+    with pytest.raises(DataValidationError, match="column 'glcm': got inf; expected a finite"):
+        join_feature_tables(clin, {"rad_": rad.assign(glcm=[1.5, float("inf"), 2.0])})
+    ok = join_feature_tables(clin, {"rad_": rad.assign(glcm=[1.5, None, 2.0])})
+    assert ok["rad_glcm"].isna().tolist() == [False, True, False]
+
+
+def test_join_matches_ids_as_text_and_refuses_tables_with_no_common_patient():
+    """Before: numeric ids in an image table ('00123' read as 123) against text ids in the
+    clinical table were a pandas merge error (internal error, exit 70)."""
+    clin = pd.DataFrame({"patient_id": pd.array(["00123", "00124"], dtype="string")})
+    out = join_feature_tables(clin, {"rad_": pd.DataFrame({"patient_id": ["00124"], "g": [2.0]})})
+    assert out["rad_g"].tolist()[1] == 2.0 and np.isnan(out["rad_g"].tolist()[0])
+    with pytest.raises(ModelError) as info:
+        join_feature_tables(clin, {"rad_": pd.DataFrame({"patient_id": [123, 124], "g": [1, 2]})})
+    assert str(info.value).startswith(
+        "none of the 2 patient_id values of the MRI radiomic features table is in the clinical "
+        "table (e.g. '123' there, '00123' in the clinical table)"
+    )
+
+
 def test_join_adds_prefix_and_keeps_rows():
     clin = pd.DataFrame({"patient_id": ["a", "b", "c"]}, index=[10, 11, 12])
     out = join_feature_tables(

@@ -93,6 +93,22 @@ def test_trains_on_clinical_only_table_and_says_what_it_lacked(cohort):
     assert 0.0 <= m.predict_score(X.head()).min()
 
 
+@pytest.mark.parametrize("n_events, n_free", [(1, 1), (1, 8)])
+def test_too_few_patients_for_the_calibration_folds_is_a_model_error(cohort, n_events, n_free):
+    """Before: sklearn's 'n_splits=3 greater than the number of samples' or sksurv's
+    'all samples are censored' (internal errors in the CLI)."""
+    from hccstrat.exceptions import ModelError
+
+    X = cohort.clinical
+    y = endpoint(X, "aggressive")
+    rows = np.r_[np.flatnonzero(y["event"])[:n_events], np.flatnonzero(~y["event"])[:n_free]]
+    with pytest.raises(ModelError) as info:
+        PreModel().fit(X.iloc[rows], y[rows])
+    assert str(info.value).startswith(
+        f"{n_events + n_free} patients with 1 event(s) are too few for 3-fold calibration"
+    )
+
+
 @pytest.mark.parametrize("cls", [GBCoxBaseline, RSFBaseline])
 def test_tree_baselines(cls, split):
     Xtr, Xte, ytr, yte = split

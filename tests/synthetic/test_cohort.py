@@ -500,6 +500,7 @@ def test_save_load_round_trip(cohort, tmp_path):
         {"accrual_years": 0},
         {"treatment": "random"},
         {"start_date": "not a date"},
+        {"start_date": "03/01/2020"},  # was taken as 1 March 2020 without a word
         {"western_centres": 9},
         {"unobserved_sd": -0.5},
         {"unobserved_sd": float("inf")},

@@ -73,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     _state["debug"] = "--debug" in args
     try:
-        app(args=args, standalone_mode=False)
+        # without standalone mode click *returns* the code of a ``typer.Exit`` raised in
+        # a command (e.g. ``validate`` with failed stages) instead of raising it
+        rc = app(args=args, standalone_mode=False)
     except HccstratError as err:
         if _state["debug"]:
             raise
@@ -105,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             err=True,
         )
         return 70
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -131,10 +131,15 @@ def import_(
     """Import a registry export into the canonical table; reject it whole on any problem."""
     from rich.table import Table
 
+    from hccstrat.cli._paths import refuse_overwriting_inputs
     from hccstrat.clinical.importer import import_table, write_canonical
     from hccstrat.exceptions import DataValidationError
     from hccstrat.io.atomic import atomic_write
 
+    refuse_overwriting_inputs(
+        {"--out": out, "--report": report} if report else {"--out": out},
+        {"registry export": source, "--mapping": mapping},
+    )
     console = _console()
     try:
         table = import_table(source, mapping)

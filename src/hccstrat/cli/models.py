@@ -14,6 +14,8 @@ from pathlib import Path
 
 import typer
 
+from hccstrat.cli._paths import refuse_overwriting_inputs
+
 __all__ = ["app", "demo_stage", "predict", "register", "train_app"]
 
 log = logging.getLogger(__name__)
@@ -40,10 +42,11 @@ def _read_table(path: Path):
         raise InputFileError(f"table not found: {path}", hint="check the path")
     suffix = path.suffix.lower()
     try:
+        # ids as text: a numeric-looking 00123 keeps its zeros and matches across tables
         if suffix in (".csv", ".txt"):
-            return pd.read_csv(path)
+            return pd.read_csv(path, dtype={"patient_id": str})
         if suffix in (".xlsx", ".xls"):
-            return pd.read_excel(path)
+            return pd.read_excel(path, dtype={"patient_id": str})
         if suffix == ".parquet":
             return pd.read_parquet(path)
     except (OSError, ValueError, ImportError) as err:
@@ -56,11 +59,16 @@ def _read_table(path: Path):
 
 
 def _load_inputs(clinical: Path, radiomics: Path | None, time: Path | None, wsi: Path | None):
-    from hccstrat.exceptions import DataValidationError, ValidationReport
+    from hccstrat.exceptions import DataValidationError, InputFileError, ValidationReport
     from hccstrat.models import join_feature_tables
     from hccstrat.schema import validate
 
-    table, report = validate(_read_table(clinical), source=str(clinical))
+    raw = _read_table(clinical)
+    if raw.empty:
+        raise InputFileError(
+            f"'{clinical}' has no patient rows", hint="export one row per patient below the header"
+        )
+    table, report = validate(raw, source=str(clinical))
     serious = [p for p in report.problems if p.value != "(column)"]
     if serious:
         raise DataValidationError(ValidationReport(serious, source=str(clinical)))
@@ -77,6 +85,10 @@ def _train(stage: str, clinical, out, radiomics, time, wsi, **params) -> None:
     from hccstrat.models import PostModel, PreModel, TreatmentBenefitModel, save_model
     from hccstrat.survival import endpoint
 
+    refuse_overwriting_inputs(
+        {"--out": Path(out)},
+        {"--clinical": clinical, "--radiomics": radiomics, "--time": time, "--wsi": wsi},
+    )
     X = _load_inputs(clinical, radiomics, time, wsi)
     if stage == "benefit":
         model = TreatmentBenefitModel(**params)
@@ -219,10 +231,25 @@ def predict(
     import pandas as pd
     from rich.console import Console
 
+    from hccstrat.exceptions import ModelError
     from hccstrat.io.atomic import atomic_write
     from hccstrat.models import TreatmentBenefitModel, load_model
 
+    tables = {"--clinical": clinical, "--radiomics": radiomics, "--time": time, "--wsi": wsi}
+    refuse_overwriting_inputs({"--out": out}, {"--model": model, **tables})
     est = load_model(model)
+    needs = ["features_"]
+    needs += (
+        ["predict_benefit"]
+        if isinstance(est, TreatmentBenefitModel)
+        else ["predict_score", "predict_high_risk"]
+    )
+    if not all(hasattr(est, a) for a in needs):  # e.g. a baseline, MIL or assembler file
+        raise ModelError(
+            f"{model} holds a {type(est).__name__} ('{est.model_card_.name}'), which 'predict' "
+            "cannot use",
+            hint="pass a model saved by 'hccstrat train pre', 'train post' or 'train benefit'",
+        )
     X = _load_inputs(clinical, radiomics, time, wsi)
     lacking = est.features_.lacking_at_predict(X)
     if isinstance(est, TreatmentBenefitModel):

@@ -56,11 +56,16 @@ def scores(
     from rich.console import Console
     from rich.table import Table
 
+    from hccstrat.cli._paths import refuse_overwriting_inputs
     from hccstrat.clinical import scores as sc
     from hccstrat.clinical.importer import import_table
     from hccstrat.exceptions import InputFileError
     from hccstrat.io.atomic import atomic_write
 
+    inputs = {"patient table": input, "--mapping": mapping}
+    refuse_overwriting_inputs(
+        {"--out": out}, {**inputs, "--erasl-pre": erasl_pre, "--erasl-post": erasl_post}
+    )
     if not input.is_file():
         raise InputFileError(f"input file '{input}' not found", hint="check the path")
     if mapping is not None and not mapping.is_file():

@@ -34,8 +34,11 @@ def validate(
 ) -> None:
     """Run a staged validation plan on a predictions table; write results.json and report.html."""
     from hccstrat.evaluation.validation import ValidationPlan, run_plan
+    from hccstrat.exceptions import ConfigError
     from hccstrat.reports.validation_report import build_validation_report
 
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out '{out}' is a file", hint="give a folder path")
     p = ValidationPlan.from_yaml(plan)
     if n_bootstrap is not None:
         p.n_bootstrap = n_bootstrap
@@ -43,8 +46,7 @@ def validate(
         p.seed = seed
     res = run_plan(p, progress=lambda s: typer.echo(s, err=True))
     res.metadata.update({"plan": str(plan), "data_source": p.data or ""})
-    out.mkdir(parents=True, exist_ok=True)
-    res.save_json(out / "results.json")
+    res.save_json(out / "results.json")  # atomic writes create the folder
     html = build_validation_report(res, out / "report.html", title=f"Validation: {p.name}")
     failed = [s.name for s in res.stages if s.error]
     typer.echo(f"wrote {html} and {out / 'results.json'}")
@@ -71,12 +73,23 @@ def report(
     """Render the HTML report (and its JSON of numbers) from saved validation results."""
     import json
 
+    from hccstrat.cli._paths import refuse_overwriting_inputs
     from hccstrat.exceptions import InputFileError
     from hccstrat.reports.validation_report import build_validation_report
 
+    refuse_overwriting_inputs(
+        {"--out": out, "the JSON of numbers beside --out": out.with_suffix(".json")},
+        {"--results": results},
+    )
     try:
         d = json.loads(results.read_text(encoding="utf-8"))
-        d["stages"]
+        stages = d.get("stages") if isinstance(d, dict) else None
+        if not isinstance(stages, list):
+            raise ValueError("it holds no list of 'stages'")
+        for i, st in enumerate(stages, 1):
+            lacking = {"name", "kind", "performance"} - set(st if isinstance(st, dict) else ())
+            if lacking or not isinstance(st["performance"], dict):
+                raise ValueError(f"stage {i} lacks {sorted(lacking) or ['a performance mapping']}")
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise InputFileError(
             f"cannot read validation results {results}: {err}",

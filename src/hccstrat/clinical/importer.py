@@ -30,6 +30,7 @@ written unless the whole file is valid.
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,20 @@ UNIT_FACTORS: dict[str, dict[str, float]] = {
 _DATE_COLUMNS = [c.name for c in COLUMNS if c.kind == "date"]
 
 
+def _is_date_format(fmt: str) -> bool:
+    """Whether ``fmt`` is strptime codes that read back a date they wrote.
+
+    Catches unknown directives (``%Q``, an internal error in pandas) and formats
+    written as ``dd/mm/yyyy`` (no directive: every date in the file would be refused).
+    """
+    probe = datetime(2001, 2, 3, 4, 5, 6)
+    try:
+        datetime.strptime(probe.strftime(fmt), fmt)
+    except ValueError:
+        return False
+    return "%" in fmt
+
+
 class DateSpec(BaseModel):
     """Date formats (strptime codes) of the source."""
 
@@ -118,13 +133,17 @@ class ImportMapping(BaseModel):
         for col in self.dates.columns:
             if col in canon and spec(col).kind != "date":
                 errors.append(f"'{col}' is not a date column")
+        for col, fmt in [("dates.format", self.dates.format), *self.dates.columns.items()]:
+            if not _is_date_format(fmt):
+                errors.append(f"date format {fmt!r} ({col}) is not strptime codes like '%d/%m/%Y'")
         dup = pd.Series(list(self.columns.values()))
         for t in sorted(set(dup[dup.duplicated()])):
             errors.append(f"canonical column '{t}' is mapped from more than one source column")
         if errors:
             raise MappingError(
                 f"mapping file {where} is invalid: " + "; ".join(errors),
-                hint="use the canonical names listed in the README section 'Data formats'",
+                hint="use the canonical names and units listed in the README section 'Data "
+                "formats', and strptime codes (%d, %m, %Y) for dates",
             )
 
 
@@ -282,11 +301,17 @@ def import_table(
 
     Raises
     ------
+    InputFileError
+        When the file cannot be read or has no patient rows.
     DataValidationError
         Listing every problem in the file (row, patient id, column, value, expected).
     """
     m = mapping if isinstance(mapping, ImportMapping) else load_mapping(mapping)
     raw = read_source(path, m.sheet)
+    if raw.empty:
+        raise InputFileError(
+            f"'{path}' has no patient rows", hint="export one row per patient below the header"
+        )
     df, report = apply_mapping(raw, m)
     table, vreport = validate(df, source=str(path))
     # add unit hints to out-of-range values

@@ -28,6 +28,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from hccstrat.evaluation._pred_checks import checked_predictions
 from hccstrat.evaluation.drift import input_drift, rolling_performance
 from hccstrat.evaluation.meta import pool_metric
 from hccstrat.evaluation.performance import assess
@@ -116,12 +117,29 @@ class ValidationPlan:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ValidationPlan:
         """Build from a dict (as read from YAML), checking names and kinds."""
+        if not isinstance(d, dict):
+            raise ConfigError(
+                f"a validation plan must be a mapping of keys, got {type(d).__name__}",
+                hint="write 'key: value' lines (name, data, n_bootstrap, stages, ...)",
+            )
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise ConfigError(
                 f"unknown plan keys: {sorted(unknown)}", hint=f"allowed: {sorted(known)}"
             )
+        for key, kind in (("horizon", float), ("threshold", float), ("n_bootstrap", int),
+                          ("seed", int)):
+            v = d.get(key, 0)
+            if isinstance(v, bool) or not isinstance(v, (int, float) if kind is float else int):
+                raise ConfigError(f"plan key {key!r} is {v!r}", hint=f"give {key} as a number")
+        for key, ok, allowed in (
+            ("horizon", lambda v: v > 0, "months > 0"),
+            ("threshold", lambda v: 0 < v < 1, "a risk between 0 and 1"),
+            ("n_bootstrap", lambda v: v >= 0, "a count >= 0"),
+        ):
+            if key in d and not ok(d[key]):
+                raise ConfigError(f"plan key {key!r} is {d[key]!r}", hint=f"give {allowed}")
         stages = []
         skeys = {f.name for f in dataclasses.fields(StageSpec)}
         for i, s in enumerate(d.get("stages", [])):
@@ -373,8 +391,7 @@ def run_plan(
                 f"cannot read predictions {path}: {err}",
                 hint="give a CSV or parquet file with the plan's columns",
             ) from err
-    if plan.date_column in data:
-        data = data.assign(**{plan.date_column: pd.to_datetime(data[plan.date_column])})
+    data = checked_predictions(data, plan)
     results = []
     cohort = data[plan.cohort_column].astype(str) if plan.cohort_column in data else None
     reference = data[cohort == "development"] if cohort is not None else None

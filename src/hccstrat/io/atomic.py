@@ -56,10 +56,28 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     Use this for libraries that want a file name (HDF5, matplotlib, pandas).
     On an exception the temporary file is removed and ``path`` is untouched.
+
+    Raises
+    ------
+    ConfigError
+        When ``path`` is a folder, or its folder cannot be created or written to.
     """
+    from hccstrat.exceptions import ConfigError
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.is_dir():
+        raise ConfigError(
+            f"cannot write '{path}': it is a folder", hint="give a file path inside it"
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise ConfigError(
+            f"cannot write '{path}': {err.strerror or err}"
+            + (f" ('{err.filename}')" if err.filename else ""),
+            hint="choose an output path in a folder you can write to",
+        ) from err
     os.close(fd)
     tmp_path = Path(tmp)
     # mkstemp creates 0600 files; give the result the usual permissions (0666 & ~umask)

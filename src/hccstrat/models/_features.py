@@ -211,6 +211,41 @@ class LackingReport:
         return asdict(self)
 
 
+def _check_numeric_cells(table: pd.DataFrame, source: str) -> None:
+    """Refuse text cells (``"n.d."``, ``"12,5"``) and infinite values (``"inf"``) in a
+    feature column that holds numbers.
+
+    A text cell would turn the whole column into text, which the models then drop
+    (training) or impute for every patient (prediction) without a word; an infinite
+    value breaks the learner. Columns without any number (slide names, notes) are left
+    alone: they are not features.
+    """
+    report = ValidationReport(source=source)
+    for c in table.columns:
+        col = table[c]
+        if c == "patient_id":
+            continue
+        num = (
+            col.astype(float)
+            if pd.api.types.is_numeric_dtype(col)
+            else pd.to_numeric(col.astype("object"), errors="coerce").astype(float)
+        )
+        if not num.notna().any():
+            continue
+        for i in np.flatnonzero(((num.isna() & col.notna()) | np.isinf(num)).to_numpy()):
+            pid = _str_or_none(table["patient_id"].iloc[i])
+            expected = "a finite number (empty if missing)"
+            report.add(Problem(int(i) + 1, pid, str(c), col.iloc[i], expected))
+    if report:
+        raise DataValidationError(
+            report, hint="correct the listed cells (decimal point, no units or words)"
+        )
+
+
+def _str_or_none(v: object) -> str | None:
+    return None if pd.isna(v) else str(v)
+
+
 def join_feature_tables(
     clinical: pd.DataFrame, tables: Mapping[str, pd.DataFrame] | None = None
 ) -> pd.DataFrame:
@@ -228,6 +263,13 @@ def join_feature_tables(
     -------
     DataFrame
         Same rows and order as ``clinical``; patients absent from a table get NaN.
+
+    Raises
+    ------
+    ModelError
+        When a table has no or duplicated ``patient_id`` values.
+    DataValidationError
+        When a feature column holding numbers also holds text cells.
     """
     out = clinical.copy()
     for prefix, table in (tables or {}).items():
@@ -247,11 +289,24 @@ def join_feature_tables(
                 f"the {IMAGE_PREFIXES[prefix]} table has duplicated patient_id values, e.g. {dup}",
                 hint="aggregate to one row per patient before joining",
             )
+        _check_numeric_cells(table, f"the {IMAGE_PREFIXES[prefix]} table")
         feats = table.set_index("patient_id")
         feats = feats.rename(
             columns={c: f"{prefix}{c}" for c in feats.columns if not str(c).startswith(prefix)}
         )
-        out = out.join(feats, on="patient_id")
+        # ids as text on both sides: 00123 read as a number must not crash or mismatch
+        feats.index = feats.index.astype(str)
+        key = clinical["patient_id"].astype(str)
+        if len(feats) and len(key) and not key.isin(feats.index).any():
+            raise ModelError(
+                f"none of the {len(feats)} patient_id values of the {IMAGE_PREFIXES[prefix]} "
+                f"table is in the clinical table (e.g. {feats.index[0]!r} there, "
+                f"{key.iloc[0]!r} in the clinical table)",
+                hint="use the same patient identifiers in every table, leading zeros included",
+            )
+        joined = feats.reindex(key.to_numpy())
+        joined.index = out.index
+        out = out.join(joined)
     out.index = clinical.index
     return out
 

@@ -122,9 +122,9 @@ class HorizonRiskModel(ThresholdMixin, FeatureSurvivalModel):
 
     def fit(self, X: pd.DataFrame, y):
         """Fit the base learner and the calibrator (on out-of-fold predictions)."""
-        if not 0.0 < float(self.threshold) < 1.0:
-            from hccstrat.exceptions import ModelError
+        from hccstrat.exceptions import ModelError
 
+        if not 0.0 < float(self.threshold) < 1.0:
             raise ModelError(f"threshold must be in (0, 1), got {self.threshold}")
         Z = self._fit_features(X, y).to_numpy()
         self.learner_ = self._make_learner().fit(Z, y)
@@ -132,7 +132,15 @@ class HorizonRiskModel(ThresholdMixin, FeatureSurvivalModel):
         h = np.array([self.horizon])
         if self.calibration != "none" and self.calibration_folds >= 2:
             folds = KFold(self.calibration_folds, shuffle=True, random_state=self.random_state)
-            for tr, te in folds.split(Z):
+            splits = list(folds.split(Z)) if len(y) >= self.calibration_folds else []
+            if not splits or not all(y["event"][tr].any() for tr, _ in splits):
+                # else a bare sklearn error ("n_splits=3 greater than", "all samples censored")
+                raise ModelError(
+                    f"{len(y)} patients with {int(y['event'].sum())} event(s) are too few for "
+                    f"{self.calibration_folds}-fold calibration (each fold needs events)",
+                    hint="train on more patients (a model needs tens of events, not a handful)",
+                )
+            for tr, te in splits:
                 learner = self._make_learner().fit(Z[tr], y[tr])
                 raw[te] = 1 - survival_at(learner, Z[te], h)[:, 0]
         else:

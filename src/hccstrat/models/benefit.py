@@ -294,6 +294,15 @@ class TreatmentBenefitModel(BaseEstimator):
             )
         check_target(y, len(X))
         arm = self._arm_codes(X)
+        counts = np.bincount(arm, minlength=len(ARMS))
+        if not counts.all():  # the propensity model would fail with a bare sklearn error
+            received = ", ".join(f"{a}: {n}" for a, n in zip(ARMS, counts, strict=True))
+            raise ModelError(
+                "no patient in the table received "
+                + " or ".join(a for a, n in zip(ARMS, counts, strict=True) if not n)
+                + f" (regimens received: {received})",
+                hint="the benefit model compares all three regimens: train it on patients of each",
+            )
         self.features_ = FeatureAssembler(stage="benefit", image_prefixes=self.image_prefixes).fit(
             X
         )

@@ -193,7 +193,11 @@ def generate_cohort(
     )
     n_western = n_western_default(n_centres) if western_centres is None else western_centres
     try:
-        start = pd.Timestamp(start_date).normalize()
+        # strings only as ISO: pd.Timestamp would read 03/01/2020 as 1 March (US order)
+        text = isinstance(start_date, str)
+        start = pd.Timestamp(
+            pd.to_datetime(start_date, format="ISO8601") if text else start_date
+        ).normalize()
     except (ValueError, TypeError) as err:
         raise ConfigError(
             f"invalid synthetic-cohort argument: start_date={start_date!r}",
