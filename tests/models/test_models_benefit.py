@@ -364,3 +364,18 @@ def test_a_regimen_nobody_received_is_a_model_error(wide, learner):
     with pytest.raises(ModelError, match="received TACE or TACE\\+TKI"):
         one = wide.assign(adjuvant="surgery_alone")
         TreatmentBenefitModel(n_bootstrap=0).fit(one, endpoint(one, "rfs"))
+
+
+@pytest.mark.parametrize(("learner", "message"), [
+    ("t", "TACE+TKI has 5 patients and"),
+    ("s", "patients per regimen surgery_alone: "),
+])
+def test_a_rare_regimen_is_named_in_the_error(wide, learner, message):
+    """Before: 'arm 2 has 5 patients' / 'arm sizes [..]': the regimen by its code."""
+    from hccstrat.exceptions import ModelError
+
+    tki = np.flatnonzero(wide["adjuvant"].to_numpy() == "TACE+TKI")
+    X = wide.drop(index=wide.index[tki[5:]])
+    with pytest.raises(ModelError, match=message.replace("+", "\\+")) as info:
+        TreatmentBenefitModel(learner=learner, n_bootstrap=0).fit(X, endpoint(X, "rfs"))
+    assert "TACE+TKI: 5" in str(info.value) or learner == "t"

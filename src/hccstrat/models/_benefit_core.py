@@ -64,6 +64,12 @@ class CoreParams:
     s_alpha: float = 0.01
     interaction_penalty: float = 3.0
     deep_params: dict = field(default_factory=dict)
+    #: regimen names of the arm codes, for messages
+    arm_names: tuple[str, ...] = ()
+
+    def arm_name(self, a: int) -> str:
+        """Regimen name of arm code ``a`` (``"arm a"`` when names are not known)."""
+        return self.arm_names[a] if a < len(self.arm_names) else f"arm {a}"
 
 
 def _fit_propensity(Z: np.ndarray, arm: np.ndarray, p: CoreParams):
@@ -118,7 +124,7 @@ class _Outcome:
             rows = arm == a
             if rows.sum() < 10 or not y["event"][rows].any():
                 raise ModelError(
-                    f"arm {a} has {int(rows.sum())} patients and "
+                    f"{p.arm_name(a)} has {int(rows.sum())} patients and "
                     f"{int(y['event'][rows].sum())} events; "
                     "too few to fit its outcome model",
                     hint="pool rare arms or collect more data",
@@ -246,7 +252,9 @@ def fit_core(
         counts = np.bincount(arm, minlength=p.n_arms)
         if (counts < 10).any():
             raise ModelError(
-                f"arm sizes {counts.tolist()}: too few patients in an arm to fit its effect",
+                "patients per regimen "
+                + ", ".join(f"{p.arm_name(a)}: {c}" for a, c in enumerate(counts))
+                + ": too few (< 10) in a regimen to fit its effect",
                 hint="pool rare arms or collect more data",
             )
         outcome = InteractionCox(

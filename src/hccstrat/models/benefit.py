@@ -266,6 +266,7 @@ class TreatmentBenefitModel(BaseEstimator):
             s_alpha=self.s_alpha,
             interaction_penalty=self.interaction_penalty,
             deep_params=dict(self.deep_params or {}),
+            arm_names=tuple(ARMS),
         )
 
     def fit(self, X: pd.DataFrame, y, progress=None):
