@@ -11,7 +11,9 @@ from _models_toy import make_image_feature_proxies, toy_cohort
 from typer.testing import CliRunner
 
 from hccstrat.cli.models import demo_stage, register, train_app
+from hccstrat.exceptions import ConfigError
 from hccstrat.reports.html import Section
+from hccstrat.survival import endpoint
 
 runner = CliRunner()
 
@@ -53,6 +55,32 @@ def test_train_and_predict(tmp_path, cohort):
     assert "lacked MRI image features" in " ".join(res.output.split())  # no radiomics at predict
     pred = pd.read_csv(tmp_path / "pred.csv")
     assert len(pred) == len(clin) and pred["score"].between(0, 1).all()
+
+
+def test_train_refuses_to_replace_a_model_and_warns_on_few_events(tmp_path, cohort):
+    """An existing model file is replaced only with --overwrite; 60 patients for ~30
+    parameters are trained with a warning in the output and on the model card."""
+    from hccstrat.models import load_model
+
+    small = cohort.clinical.iloc[:60]
+    small.to_csv(tmp_path / "clin.csv", index=False)
+    out = tmp_path / "pre.hccmodel"
+    args = ["pre", "--clinical", str(tmp_path / "clin.csv"), "--out", str(out)]
+    res = runner.invoke(train_app, args)
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    events = int(endpoint(small, "aggressive")["event"].sum())
+    assert f"warning trained on 60 patients with {events} events for" in text
+    assert "fewer than 10" in text
+    card = load_model(out).model_card_
+    head = f"trained on 60 patients with {events} events"
+    assert any(x.startswith(head) for x in card.limitations)
+    before = out.read_bytes()
+    res = runner.invoke(train_app, [*args, "--seed", "1"])
+    assert res.exit_code != 0 and isinstance(res.exception, ConfigError)
+    assert "exists" in str(res.exception) and "--overwrite" in res.exception.hint
+    assert out.read_bytes() == before
+    assert runner.invoke(train_app, [*args, "--seed", "1", "--overwrite"]).exit_code == 0
 
 
 def test_train_benefit_cli(tmp_path, cohort):

@@ -79,9 +79,23 @@ def _load_inputs(clinical: Path, radiomics: Path | None, time: Path | None, wsi:
     return join_feature_tables(table, tables)
 
 
-def _train(stage: str, clinical, out, radiomics, time, wsi, **params) -> None:
+def _small_sample(n: int, events: int, parameters: int) -> str | None:
+    """A warning when there are fewer than 10 events per candidate parameter."""
+    if parameters < 1 or events >= 10 * parameters:
+        return None
+    return (
+        f"trained on {n} patients with {events} events for {parameters} candidate "
+        f"parameters ({events / parameters:.1f} events per parameter, fewer than 10): the "
+        "apparent C-index is optimistic and the risks may be overfitted; check the minimum "
+        "sample size (hccstrat.evaluation.development_sample_size) and validate on other "
+        "patients before use"
+    )
+
+
+def _train(stage: str, clinical, out, radiomics, time, wsi, overwrite=False, **params) -> None:
     from rich.console import Console
 
+    from hccstrat.exceptions import ConfigError
     from hccstrat.models import PostModel, PreModel, TreatmentBenefitModel, save_model
     from hccstrat.survival import endpoint
 
@@ -89,6 +103,11 @@ def _train(stage: str, clinical, out, radiomics, time, wsi, **params) -> None:
         {"--out": Path(out)},
         {"--clinical": clinical, "--radiomics": radiomics, "--time": time, "--wsi": wsi},
     )
+    if Path(out).is_file() and not overwrite:  # a model others may have registered
+        raise ConfigError(
+            f"model file '{out}' exists",
+            hint="pass --overwrite to replace it, or choose another --out",
+        )
     X = _load_inputs(clinical, radiomics, time, wsi)
     if stage == "benefit":
         model = TreatmentBenefitModel(**params)
@@ -99,6 +118,9 @@ def _train(stage: str, clinical, out, radiomics, time, wsi, **params) -> None:
     model.fit(X, y)
     metrics = {"apparent_c_index": model.score(X, y)}
     limitations = [f"inputs: {model.lacking_.summary()}"]
+    small = _small_sample(len(X), int(y["event"].sum()), len(model.features_.feature_names_out_))
+    if small:
+        limitations.append(small)
     check = getattr(model, "policy_check_", None)
     check_error = getattr(model, "policy_check_error_", None)
     default_reason = getattr(model, "default_arm_reason_", None)
@@ -122,10 +144,14 @@ def _train(stage: str, clinical, out, radiomics, time, wsi, **params) -> None:
         metrics=metrics,
         limitations=limitations,
     )
+    from rich.markup import escape
+
     con = Console()
     con.print(f"[bold]{stage.upper()} model saved[/] to {out} (sha256 {card.payload_sha256[:12]}…)")
     con.print(f"inputs: {model.lacking_.summary()}")
     con.print(f"apparent C-index (training data): {metrics['apparent_c_index']:.3f}")
+    if small:
+        con.print(f"[yellow]warning[/] {escape(small)}")
     if default_reason:
         con.print(default_reason, markup=False)
     if check is not None:
@@ -142,6 +168,7 @@ _RAD = typer.Option(
 _TIME = typer.Option(None, "--time", help="Per-patient WSI TIME panel features.")
 _WSI = typer.Option(None, "--wsi", help="Per-patient WSI slide embedding.")
 _SEED = typer.Option(0, "--seed", help="Random seed.")
+_OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing model file.")
 
 
 @train_app.command("pre")
@@ -152,6 +179,7 @@ def train_pre(
     base: str = typer.Option("coxnet", help="coxnet, gbsa, rsf or cox."),
     threshold: float = typer.Option(0.5, help="PRE score threshold for high risk."),
     seed: int = _SEED,
+    overwrite: bool = _OVERWRITE,
 ) -> None:
     """Train the PRE model (clinical + MRI) for aggressive recurrence within 24 months."""
     _train(
@@ -164,6 +192,7 @@ def train_pre(
         base=base,
         threshold=threshold,
         random_state=seed,
+        overwrite=overwrite,
     )
 
 
@@ -177,6 +206,7 @@ def train_post(
     base: str = typer.Option("coxnet", help="coxnet, gbsa, rsf or cox."),
     threshold: float = typer.Option(0.5, help="POST score threshold for high risk."),
     seed: int = _SEED,
+    overwrite: bool = _OVERWRITE,
 ) -> None:
     """Train the POST model (PRE inputs + pathology + WSI features)."""
     _train(
@@ -189,6 +219,7 @@ def train_post(
         base=base,
         threshold=threshold,
         random_state=seed,
+        overwrite=overwrite,
     )
 
 
@@ -202,6 +233,7 @@ def train_benefit(
     learner: str = typer.Option("dr", help="dr (doubly robust), t (T-learner) or s (S-learner)."),
     n_bootstrap: int = typer.Option(20, help="Bootstrap replicates for intervals and abstention."),
     seed: int = _SEED,
+    overwrite: bool = _OVERWRITE,
 ) -> None:
     """Train the 3-arm adjuvant treatment-benefit model (needs the 'adjuvant' column)."""
     _train(
@@ -214,6 +246,7 @@ def train_benefit(
         learner=learner,
         n_bootstrap=n_bootstrap,
         random_state=seed,
+        overwrite=overwrite,
     )
 
 
