@@ -14,6 +14,8 @@ listing every problem with its row, patient id, column, value and what was expec
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -41,6 +43,7 @@ __all__ = [
     "validate_or_raise",
 ]
 
+_DECIMAL_COMMA = re.compile(r"\s*-?\d+,\d+\s*")  # 12,5: a decimal comma, not a number here
 _TRUE = {"true", "t", "yes", "y", "1", "1.0", "positive", "pos", "present"}
 _FALSE = {"false", "f", "no", "n", "0", "0.0", "negative", "neg", "absent"}
 
@@ -74,7 +77,10 @@ def coerce(df: pd.DataFrame, report: ValidationReport | None = None) -> pd.DataF
                 num = num.where(~frac)
             for idx in out.index[bad]:
                 row, pid = _row_label(out, idx)
-                report.add(Problem(row, pid, name, col[idx], cs.expected()))
+                expected = cs.expected()
+                if _DECIMAL_COMMA.fullmatch(str(col[idx])):
+                    expected += " with a decimal point (12.5, not 12,5)"
+                report.add(Problem(row, pid, name, col[idx], expected))
             out[name] = num.astype("Int64") if cs.kind == "int" else num.astype(float)
         elif cs.kind == "bool":
             if pd.api.types.is_bool_dtype(col):

@@ -69,6 +69,21 @@ def test_import_renames_converts_units_maps_values_and_parses_dates(tmp_path):
     assert pd.isna(t.loc[1, "afp_ng_ml"]) and pd.isna(t.loc[1, "afp_ge_400"])
 
 
+def test_semicolon_export_reads_like_comma_and_decimal_commas_get_a_hint(tmp_path):
+    """European exports separate with ';' (the comma is their decimal mark): before,
+    the file became one column and every canonical column was 'missing'."""
+    src, m = _write(tmp_path, GOOD_CSV)
+    semi = tmp_path / "export_semicolon.csv"
+    semi.write_text(GOOD_CSV, encoding="utf-8-sig")  # as Excel writes it, with a BOM
+    pd.testing.assert_frame_equal(import_table(semi, m), import_table(src, m))
+    semi.write_text(GOOD_CSV.replace(";1.2;4.1;", ";1,2;4.1;"), encoding="utf-8")
+    with pytest.raises(DataValidationError) as info:
+        import_table(semi, m)
+    [p] = info.value.report.problems
+    assert (p.row, p.column, p.value) == (1, "bilirubin_umol_l", "1,2")
+    assert p.expected.endswith("with a decimal point (12.5, not 12,5)")
+
+
 def test_every_bad_row_is_reported_in_one_error(tmp_path):
     bad = GOOD_CSV + (
         "K-002;ZJU;50;m;0.9;40;10;20;2021-05-01;nein;;01.01.2023;\n"  # dup id, g/L given, ISO date
@@ -146,3 +161,21 @@ def test_excel_import_and_canonical_round_trip(tmp_path):
     back = import_table(out)
     pd.testing.assert_series_equal(back["bilirubin_umol_l"], t["bilirubin_umol_l"])
     assert back["surgery_date"].equals(t["surgery_date"])
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("patient_id,age,afp_ng_ml", ","),
+        ("patient_id;age;afp_ng_ml", ";"),
+        ("patient_id\tage\tafp_ng_ml", "\t"),
+        ('"Name, given";"AFP (ng/mL)";age', ";"),  # a comma inside a quoted name
+        ("patient_id", ","),  # one column: the default
+    ],
+)
+def test_csv_delimiter_from_the_header(tmp_path, header, expected):
+    from hccstrat.io.tables import csv_delimiter
+
+    p = tmp_path / "t.csv"
+    p.write_text(header + "\nP1;1,5;2\n", encoding="utf-8")
+    assert csv_delimiter(p) == expected

@@ -37,6 +37,7 @@ def _read_table(path: Path):
     import pandas as pd
 
     from hccstrat.exceptions import InputFileError
+    from hccstrat.io.tables import csv_delimiter
 
     if not path.is_file():
         raise InputFileError(f"table not found: {path}", hint="check the path")
@@ -44,7 +45,7 @@ def _read_table(path: Path):
     try:
         # ids as text: a numeric-looking 00123 keeps its zeros and matches across tables
         if suffix in (".csv", ".txt"):
-            return pd.read_csv(path, dtype={"patient_id": str})
+            return pd.read_csv(path, dtype={"patient_id": str}, sep=csv_delimiter(path))
         if suffix in (".xlsx", ".xls"):
             return pd.read_excel(path, dtype={"patient_id": str})
         if suffix == ".parquet":

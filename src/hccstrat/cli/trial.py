@@ -23,13 +23,14 @@ def _read(path: Path):
     import pandas as pd
 
     from hccstrat.exceptions import InputFileError
+    from hccstrat.io.tables import csv_delimiter
 
     if not path.is_file():
         raise InputFileError(f"file not found: {path}", hint="check the path")
     try:
         if path.suffix.lower() in (".xlsx", ".xls"):
             return pd.read_excel(path)
-        return pd.read_csv(path)
+        return pd.read_csv(path, sep=csv_delimiter(path))
     except (ValueError, OSError) as err:
         raise InputFileError(f"cannot read {path}: {err}", hint="give a CSV or Excel file") \
             from err

@@ -47,6 +47,7 @@ from hccstrat.exceptions import (
     ValidationReport,
 )
 from hccstrat.io.atomic import atomic_write
+from hccstrat.io.tables import csv_delimiter
 from hccstrat.schema import COLUMNS, spec, validate
 
 __all__ = [
@@ -179,7 +180,7 @@ def read_source(path: str | os.PathLike, sheet: str | int | None = None) -> pd.D
     try:
         if suffix in (".xlsx", ".xlsm", ".xls"):
             return pd.read_excel(path, sheet_name=sheet or 0, dtype=object)
-        sep = "\t" if suffix in (".tsv", ".tab") else ","
+        sep = "\t" if suffix in (".tsv", ".tab") else csv_delimiter(path)
         return pd.read_csv(path, dtype=str, keep_default_na=True, sep=sep, encoding="utf-8-sig")
     except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise InputFileError(
