@@ -62,6 +62,23 @@ def test_qc_single_phase_and_gap(tmp_path, mri_root, small):
     assert not rep.acceptable
 
 
+def test_stray_files_beside_slices_warn_and_a_broken_slice_fails(tmp_path, mri_root):
+    """Notes or a file browser's index in a series folder are not a lost slice."""
+    root, _ = mri_root
+    shutil.copytree(root / "GE", tmp_path / "s")
+    folder = scan_folder(tmp_path / "s").study().phase_series("portal").frames[0].path.parent
+    (folder / "Thumbs.db").write_bytes(b"\x00" * 512)  # ignored outright
+    (folder / "notes.doc").write_bytes(b"no DICOM here " * 40)
+    rep = qc_study(scan_folder(tmp_path / "s").study(), reference_date="2024-02-01")
+    check = rep.check("unreadable_files")
+    assert (check.status, check.value) == ("warn", 1.0), check
+    assert check.message == "notes.doc: not a DICOM file" and rep.acceptable
+    victim = sorted(folder.iterdir())[3]
+    victim.write_bytes(victim.read_bytes()[:600])  # a slice cut short in transfer
+    rep = qc_study(scan_folder(tmp_path / "s").study(), reference_date="2024-02-01")
+    assert rep.check("unreadable_files").status == "fail" and not rep.acceptable
+
+
 def test_registration_recovers_simulated_motion(mri_root, preprocessed):
     _root, infos = mri_root
     info = infos["GE"]

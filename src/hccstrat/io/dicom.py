@@ -25,7 +25,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from hccstrat.exceptions import InputFileError
 from hccstrat.io._dicom_model import (
@@ -40,6 +39,7 @@ from hccstrat.io._dicom_model import (
     Study,
     WrongModalityError,
 )
+from hccstrat.io._dicom_report import ingest_report, write_ingest_report
 from hccstrat.io._phase import PHASE_NAMES, identify_phases
 
 __all__ = [
@@ -65,7 +65,11 @@ log = logging.getLogger(__name__)
 
 _IGNORED_SUFFIXES = (".json", ".nii", ".nii.gz", ".nrrd", ".csv", ".txt", ".md", ".png",
                      ".jpg", ".xml", ".html", ".yaml", ".yml", ".log", ".tmp")
+_OS_FILES = {"thumbs.db", "ehthumbs.db", "desktop.ini"}  # written by file browsers
 _DICOMDIR_UID = "1.2.840.10008.1.3.10"
+#: MR and CT image storage SOP classes (classic and enhanced)
+_IMAGE_SOPS = {"1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.5.1.4.1.1.4.1",
+               "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.2.1"}
 _SEG_UID = "1.2.840.10008.5.1.4.1.1.66.4"
 _UNCOMPRESSED = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
 #: largest relative deviation of a slice gap from the median gap that still makes a volume
@@ -224,7 +228,7 @@ def scan_folder(
     seg_files: dict[str, list[Path]] = defaultdict(list)
     for path in files:
         name = path.name.lower()
-        if name.startswith(".") or name.endswith(_IGNORED_SUFFIXES):
+        if name.startswith(".") or name.endswith(_IGNORED_SUFFIXES) or name in _OS_FILES:
             continue
         result.n_files += 1
         ds, skip = _read(path)
@@ -242,6 +246,11 @@ def scan_folder(
             seg_files[str(ds.get("StudyInstanceUID", ""))].append(path)
             result.skipped.append(SkippedFile(path, "HCC-MRI-002",
                                               "DICOM SEG (kept as a mask source)"))
+            continue
+        if "PixelData" not in ds and sop in _IMAGE_SOPS:  # the file ends before its pixels
+            result.skipped.append(SkippedFile(
+                path, "HCC-MRI-001", "unreadable DICOM (an image without pixel data: the "
+                "file is truncated)"))
             continue
         if "PixelData" not in ds:
             result.skipped.append(SkippedFile(
@@ -458,48 +467,6 @@ def load_volume(series: Series, *, dtype=np.float32, max_slices: int | None = No
 def _preview(series: Series):
     """Low-resolution volume for the enhancement fallback (4 mm in-plane, <= 40 slices)."""
     return load_volume(series, max_slices=40, in_plane_mm=4.0)
-
-
-def ingest_report(scan: ScanResult) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Tables of what was found: one row per series, and one per skipped file."""
-    rows = []
-    for study in scan.studies:
-        for s in study.series:
-            rows.append({"study_date": study.study_date, **s.summary()})
-    series = pd.DataFrame(rows)
-    skipped = pd.DataFrame(
-        [{"path": str(k.path), "code": k.code, "reason": k.reason} for k in scan.skipped],
-        columns=["path", "code", "reason"],
-    )
-    return series, skipped
-
-
-def write_ingest_report(scan: ScanResult, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``series.csv``, ``skipped.csv`` and ``ingest.json`` under ``out_dir``."""
-    import json
-
-    from hccstrat.io.atomic import atomic_write
-
-    out_dir = Path(out_dir)
-    series, skipped = ingest_report(scan)
-    paths = {"series": out_dir / "series.csv", "skipped": out_dir / "skipped.csv",
-             "summary": out_dir / "ingest.json"}
-    with atomic_write(paths["series"]) as fh:
-        series.to_csv(fh, index=False)
-    with atomic_write(paths["skipped"]) as fh:
-        skipped.to_csv(fh, index=False)
-    summary = {
-        "root": str(scan.root), "n_files": scan.n_files, "n_skipped": len(scan.skipped),
-        "studies": [
-            {"uid": st.uid, "patient_id": st.patient_id, "date": str(st.study_date),
-             "phases": {p: s.key for p, s in st.phases.items()},
-             "n_series": len(st.series)}
-            for st in scan.studies
-        ],
-    }
-    with atomic_write(paths["summary"]) as fh:
-        json.dump(summary, fh, indent=2, ensure_ascii=False)
-    return paths
 
 
 def require_mr(study: Study) -> None:

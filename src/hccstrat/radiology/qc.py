@@ -263,7 +263,9 @@ def qc_study(
     # unreadable files
     bad = [k for k in study.skipped if k.code == "HCC-MRI-001"]
     dirs = {f.path.parent for s in present for f in s.frames}
-    in_phase = [k for k in bad if k.path.parent in dirs]
+    # a broken DICOM beside a phase's slices fails the study (a slice may be lost); a
+    # file that is no DICOM at all (notes, a scanner's thumbnail index) only warns
+    in_phase = [k for k in bad if k.path.parent in dirs and k.reason != "not a DICOM file"]
     add(QCCheck("unreadable_files", "fail" if in_phase else "warn" if bad else "pass",
                 float(len(bad)), "0", "; ".join(f"{k.path.name}: {k.reason}" for k in bad[:5])
                 or "none"))
