@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import pandas as pd
 import pytest
 import typer
@@ -55,6 +56,27 @@ def test_train_and_predict(tmp_path, cohort):
     assert "lacked MRI image features" in " ".join(res.output.split())  # no radiomics at predict
     pred = pd.read_csv(tmp_path / "pred.csv")
     assert len(pred) == len(clin) and pred["score"].between(0, 1).all()
+    assert (pred["status"] == "ok").all()
+    # a bad value fails its patient only: recorded in the output, the others predicted
+    bad = clin.astype({"age": object, "albumin_g_l": object})
+    bad.loc[3, "age"] = "sixty"
+    bad.loc[7, "albumin_g_l"] = -4.0
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    res = runner.invoke(root, ["predict", "--model", str(tmp_path / "pre.hccmodel"),
+                               "--clinical", str(tmp_path / "bad.csv"),
+                               "--out", str(tmp_path / "pred_bad.csv")])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert f"{len(clin) - 2} predictions written" in text
+    assert f"not predicted: row 4 ({clin.loc[3, 'patient_id']}): age='sixty'" in text
+    again = pd.read_csv(tmp_path / "pred_bad.csv")
+    assert again["patient_id"].tolist() == clin["patient_id"].tolist()  # input order
+    failed = again[again["status"] == "failed"]
+    assert failed.index.tolist() == [3, 7] and failed["score"].isna().all()
+    expected = "column 'albumin_g_l': got -4; expected a number in g/L between 5"
+    assert expected in failed.loc[7, "error"]
+    ok = again["status"] == "ok"
+    assert np.allclose(again.loc[ok, "score"], pred.loc[ok, "score"])  # others unchanged
 
 
 def test_train_refuses_to_replace_a_model_and_warns_on_few_events(tmp_path, cohort):

@@ -59,7 +59,12 @@ def _read_table(path: Path):
     )
 
 
-def _load_inputs(clinical: Path, radiomics: Path | None, time: Path | None, wsi: Path | None):
+def _load_inputs(
+    clinical: Path, radiomics: Path | None, time: Path | None, wsi: Path | None,
+    *, per_patient: bool = False,
+):
+    """The joined model table; with ``per_patient``, also ``{row position: problems}``
+    of the patients whose clinical row is invalid (their rows stay in the table)."""
     from hccstrat.exceptions import DataValidationError, InputFileError, ValidationReport
     from hccstrat.models import join_feature_tables
     from hccstrat.schema import validate
@@ -71,13 +76,20 @@ def _load_inputs(clinical: Path, radiomics: Path | None, time: Path | None, wsi:
         )
     table, report = validate(raw, source=str(clinical))
     serious = [p for p in report.problems if p.value != "(column)"]
+    failed: dict[int, list] = {}
+    if per_patient and all(p.row is not None for p in serious) and len(serious):
+        for p in serious:  # a bad value fails its patient only; the others are predicted
+            failed.setdefault(p.row - 1, []).append(p)
+        if len(failed) < len(table):
+            serious = []
     if serious:
         raise DataValidationError(ValidationReport(serious, source=str(clinical)))
     tables = {}
     for prefix, path in (("rad_", radiomics), ("time_", time), ("wsi_", wsi)):
         if path is not None:
             tables[prefix] = _read_table(path)
-    return join_feature_tables(table, tables)
+    X = join_feature_tables(table, tables)
+    return (X, failed) if per_patient else X
 
 
 def _small_sample(n: int, events: int, parameters: int) -> str | None:
@@ -262,6 +274,7 @@ def predict(
     wsi: Path | None = _WSI,
 ) -> None:
     """Predict with a saved PRE, POST or benefit model; writes one row per patient."""
+    import numpy as np
     import pandas as pd
     from rich.console import Console
 
@@ -284,21 +297,47 @@ def predict(
             "cannot use",
             hint="pass a model saved by 'hccstrat train pre', 'train post' or 'train benefit'",
         )
-    X = _load_inputs(clinical, radiomics, time, wsi)
-    lacking = est.features_.lacking_at_predict(X)
+    X, failed = _load_inputs(clinical, radiomics, time, wsi, per_patient=True)
+    ok = ~np.isin(np.arange(len(X)), list(failed))
+    X_ok = X[ok]
+    lacking = est.features_.lacking_at_predict(X_ok)
     if isinstance(est, TreatmentBenefitModel):
-        res = est.predict_benefit(X).table
+        res = est.predict_benefit(X_ok).table.reset_index(drop=True)
     else:
         res = pd.DataFrame(
             {
-                "patient_id": X["patient_id"].to_numpy(),
-                "score": est.predict_score(X),
-                "high_risk": est.predict_high_risk(X),
+                "patient_id": X_ok["patient_id"].to_numpy(),
+                "score": est.predict_score(X_ok),
+                "high_risk": est.predict_high_risk(X_ok),
             }
         )
+    res.insert(1, "status", "ok")
+    res.insert(2, "error", None)
+    res.index = np.flatnonzero(ok)
+    bad = pd.DataFrame(
+        {
+            "patient_id": [_pid(X, i) for i in failed],
+            "status": "failed",
+            "error": ["; ".join(str(p) for p in problems) for problems in failed.values()],
+        },
+        index=list(failed),
+    )
+    res = pd.concat([res, bad]).sort_index() if len(bad) else res
     with atomic_write(out) as fh:
         res.to_csv(fh, index=False)
-    Console().print(f"{len(res)} predictions written to {out}; inputs: {lacking.summary()}")
+    con = Console()
+    con.print(f"{int(ok.sum())} predictions written to {out}; inputs: {lacking.summary()}")
+    for i, problems in failed.items():
+        con.print(f"  not predicted: row {i + 1} ({_pid(X, i)}): "
+                  + "; ".join(f"{p.column}={p.value!r}: expected {p.expected}" for p in problems),
+                  markup=False, highlight=False, soft_wrap=True)
+
+
+def _pid(X, i: int) -> str | None:
+    import pandas as pd
+
+    pid = X["patient_id"].iloc[i]
+    return None if pd.isna(pid) else str(pid)
 
 
 def register(root: typer.Typer) -> None:
