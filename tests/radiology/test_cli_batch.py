@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -48,6 +49,13 @@ def test_cli_end_to_end_with_failures_and_resume(tmp_path, mri_root, small):
     # resume: the ok study is skipped, failures are retried
     res = runner.invoke(app, ["preprocess", str(data), "--out", str(out)])
     assert "A_GE already done" in res.output
+    # a study whose crops were deleted since is redone (preprocess.json lists its files)
+    summary = json.loads((out / "A_GE" / "preprocessed" / "preprocess.json").read_text())
+    assert {"portal.nii", "tumour.nii.gz", "crop/portal.nii.gz"} <= set(summary["files"])
+    shutil.rmtree(out / "A_GE" / "preprocessed" / "crop")
+    res = runner.invoke(app, ["preprocess", str(data), "--out", str(out)])
+    assert "A_GE already done" not in res.output
+    assert (out / "A_GE" / "preprocessed" / "crop" / "portal.nii.gz").is_file()
     res = runner.invoke(app, ["features", "--out", str(out)])
     assert res.exit_code == 0, res.output
     feats = pd.read_csv(out / "features.csv", index_col=0)

@@ -69,7 +69,9 @@ class Manifest:
         """Items finished before whose recorded output is still there, unchanged.
 
         An item whose output was deleted or altered since (a cleaned-up folder, an
-        interrupted copy) is not done: a rerun redoes it.
+        interrupted copy) is not done: a rerun redoes it. A JSON output listing the
+        files it describes (``"files": {relative path: size}``, e.g. preprocess.json)
+        is done only while each of them is there with its size.
         """
         df = self.load()
         out = set()
@@ -79,6 +81,8 @@ class Manifest:
                 continue
             if path is not None and path.is_file() and not pd.isna(r.sha256) \
                     and sha256_file(path) != r.sha256:
+                continue
+            if path is not None and path.suffix == ".json" and not _files_intact(path):
                 continue
             out.add(str(r.item))
         return out
@@ -90,6 +94,18 @@ class Manifest:
         df = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
         with atomic_write(self.path) as fh:
             df.to_csv(fh, index=False)
+
+
+def _files_intact(summary: Path) -> bool:
+    """Whether every file a JSON summary lists under ``"files"`` exists with its size."""
+    import json
+
+    try:
+        files = json.loads(summary.read_text(encoding="utf-8")).get("files", {})
+    except (OSError, ValueError, AttributeError):
+        return False
+    return all((summary.parent / name).is_file() and (summary.parent / name).stat().st_size
+               == size for name, size in files.items())
 
 
 def study_dirs(root: str | Path) -> list[Path]:

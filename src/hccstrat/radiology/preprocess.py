@@ -253,6 +253,10 @@ def preprocess_study(
         residual_misalignment_mm={p: r.residual.residual_mm for p, r in regs.items()
                                   if r.residual is not None},
     )
+    # every file written, with its size: a resumed batch redoes a study missing one
+    written = [*res.phases.values(), res.tumour, res.liver, *res.crop.values()]
+    res.summary["files"] = {str(f.relative_to(out_dir)): f.stat().st_size
+                            for f in written if f is not None}
     with atomic_write(out_dir / "preprocess.json") as fh:
         json.dump(res.summary, fh, indent=2, ensure_ascii=False, default=str)
     res.summary["_registrations"] = regs
