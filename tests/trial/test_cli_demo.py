@@ -115,3 +115,7 @@ def test_cli_bad_dates_are_usage_errors(tmp_path, capsys):
                  "--out", str(tmp_path / "s")]) == 2
     assert "--as-of '13.13.2026' is not a date" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+    # an ambiguous day/month order is refused, not guessed (was read as 13 January)
+    assert main(["trial", "screen", str(tmp_path / "c.csv"), "--as-of", "01/13/2026",
+                 "--out", str(tmp_path / "s")]) == 2
+    assert "give it as YYYY-MM-DD" in capsys.readouterr().err

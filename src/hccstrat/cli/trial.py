@@ -37,15 +37,17 @@ def _read(path: Path):
 
 
 def _date(value: str | None, option: str):
-    """``--as-of`` style option as a Timestamp (None stays None)."""
+    """``--as-of`` style option (YYYY-MM-DD) as a Timestamp (None stays None)."""
+    import datetime as dt
+
     import pandas as pd
 
     from hccstrat.exceptions import ConfigError
 
     if value is None:
         return None
-    try:
-        return pd.Timestamp(value)
+    try:  # ISO only: 03/01/2026 is 3 January in Europe and 1 March in the US
+        return pd.Timestamp(dt.date.fromisoformat(value.strip()))
     except ValueError as err:
         raise ConfigError(f"{option} {value!r} is not a date",
                           hint="give it as YYYY-MM-DD") from err
