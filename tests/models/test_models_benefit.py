@@ -284,7 +284,7 @@ def test_policy_check_that_cannot_run_withholds_recommendations(wide):
         m = TreatmentBenefitModel(learner="s", n_bootstrap=0, random_state=0).fit(
             X, endpoint(X, "rfs")
         )
-    assert m.policy_check_ is None and "too few patients" in m.policy_check_error_
+    assert m.policy_check_ is None and "too few (< 10) in a regimen" in m.policy_check_error_
     assert not m.recommendations_validated_
     tab = m.predict_benefit(X.head(20)).table
     assert (tab["recommended"] == NO_RECOMMENDATION).all()
