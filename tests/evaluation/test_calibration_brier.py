@@ -38,6 +38,33 @@ def test_slope_matches_lifelines_cox(data):
     assert calibration_slope(y, p, 24.0) == pytest.approx(ref, abs=1e-4)
 
 
+def test_slope_without_events_is_nan_not_zero():
+    """A resample with no event by the horizon has no slope; 0 would drag the CI to 0."""
+    from hccstrat.evaluation.bootstrap import bootstrap
+    from hccstrat.exceptions import DataValidationError
+    from hccstrat.survival import make_surv
+
+    rng = np.random.default_rng(0)
+    n = 40
+    t = rng.uniform(1, 30, n)
+    e = np.zeros(n, bool)
+    e[[3, 7]] = True
+    t[[3, 7]] = [5.0, 10.0]
+    p = rng.uniform(0.1, 0.6, n)
+    p[[3, 7]] = [0.5, 0.55]
+    y = make_surv(e, t)
+    w = np.ones((2, n))
+    w[1, [3, 7]] = 0.0  # the second "resample" has no event
+    s = calibration_slope(y, p, 24.0, weights=w)
+    assert s[0] == pytest.approx(calibration_slope(y, p, 24.0)) and np.isnan(s[1])
+    r = bootstrap(y, p, n_resamples=200, seed=1)
+    samples = r.samples["calibration_slope"]
+    assert np.isnan(samples).sum() == np.isnan(r.samples["harrell_c"]).sum() > 0
+    assert not (samples == 0).any()
+    with pytest.raises(DataValidationError):
+        calibration_slope(make_surv(np.zeros(5, bool), np.arange(1, 6.0)), np.full(5, 0.3))
+
+
 def test_oe_uses_kaplan_meier(data):
     y, _, p, _ = data
     km = KaplanMeierFitter().fit(y["time"], y["event"]).predict(24.0)
