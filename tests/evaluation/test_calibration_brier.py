@@ -29,6 +29,24 @@ def test_brier_and_ibs_match_sksurv(data):
     assert 0 < scaled_brier(y, s[:, 3], 24.0) < 1
 
 
+def test_brier_beyond_last_censored_follow_up_is_refused():
+    """G(t) = 0 leaves no IPCW estimate (sksurv refuses such times too); 0.125 was returned."""
+    from hccstrat.exceptions import DataValidationError
+    from hccstrat.survival import make_surv
+
+    y = make_surv([1, 1, 0, 0], [1.0, 2.0, 3.0, 4.0])
+    s = np.full((4, 2), 0.5)
+    np.testing.assert_allclose(brier_score(y, s, [2.5, 3.5]), sk_brier(y, y, s, [2.5, 3.5])[1])
+    with pytest.raises(DataValidationError):
+        brier_score(y, s, [3.5, 10.0])
+    with pytest.raises(ValueError):
+        sk_brier(y, y, s, [3.5, 10.0])
+    rows = brier_score(y, s, [3.5, 10.0], weights=np.ones((2, 4)))
+    assert rows[:, 0] == pytest.approx([0.25, 0.25]) and np.isnan(rows[:, 1]).all()
+    with pytest.raises(DataValidationError):
+        scaled_brier(y, s[:, 0], 10.0)
+
+
 def test_slope_matches_lifelines_cox(data):
     y, _x, p, _ = data
     df = pd.DataFrame(

@@ -55,6 +55,13 @@ def brier_score(y: np.ndarray, surv, times, *, weights=None, y_train=None) -> np
     Returns
     -------
     ndarray (len(times),) or (B, len(times))
+        NaN for a resample (weight row) whose censoring survival G(t) is 0.
+
+    Raises
+    ------
+    DataValidationError
+        For 1-D use, when G(t) = 0 at a time: every patient still followed was censored
+        by ``t`` (t at or beyond the last censored follow-up), so no IPCW estimate exists.
     """
     y = check_surv(y)
     n = y.shape[0]
@@ -70,6 +77,23 @@ def brier_score(y: np.ndarray, surv, times, *, weights=None, y_train=None) -> np
     )
     g_t = censoring_at(ref, time, wref)  # (B or 1, n), left limits
     g_h = censoring_at(ref, times, wref, left=False)  # (B or 1, k)
+    beyond = np.broadcast_to(g_h <= 0, (w.shape[0], times.size))
+    if not two_d and beyond.any():
+        raise DataValidationError(
+            ValidationReport(
+                [
+                    Problem(
+                        None,
+                        None,
+                        "times",
+                        times[beyond[0]].tolist(),
+                        "times before the last censored follow-up (censoring survival > 0)",
+                    )
+                ],
+                source="brier",
+            ),
+            hint="choose horizons within the follow-up of the data",
+        )
     out = np.empty((w.shape[0], times.size))
     for k, t in enumerate(times):
         case = event & (time <= t)
@@ -80,6 +104,7 @@ def brier_score(y: np.ndarray, surv, times, *, weights=None, y_train=None) -> np
                 g_h[:, [k]] > 0, g_h[:, [k]], np.inf
             )
         out[:, k] = ((a + b) * w).sum(axis=1) / w.sum(axis=1)
+    out[beyond] = np.nan
     return out if two_d else out[0]
 
 
@@ -106,11 +131,12 @@ def scaled_brier(y: np.ndarray, surv, horizon: float, *, weights=None):
     y = check_surv(y)
     n = y.shape[0]
     w, two_d = as_weights(weights, n)
-    bs = brier_score(y, np.asarray(surv, float).reshape(n, 1), [horizon], weights=w)[:, 0]
+    s = np.asarray(surv, float).reshape(n, 1)
+    bs = brier_score(y, s, [horizon], weights=w if two_d else w[0]).reshape(-1)
     s0 = km_at(y, [horizon], w)[:, 0]  # (B,)
     null = np.stack(
         [
-            brier_score(y, np.full((n, 1), s0[b]), [horizon], weights=w[b])[0]
+            brier_score(y, np.full((n, 1), s0[b]), [horizon], weights=w[b : b + 1])[0, 0]
             for b in range(w.shape[0])
         ]
     )
