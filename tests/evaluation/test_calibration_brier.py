@@ -47,6 +47,21 @@ def test_brier_beyond_last_censored_follow_up_is_refused():
         scaled_brier(y, s[:, 0], 10.0)
 
 
+def test_brier_event_censoring_tie_follows_documented_reverse_km():
+    """Event and censoring tied at 1: G = lifelines reverse KM (0.75), taken at T−.
+
+    By hand: (0.25/1 + 0.25/0.75 + 0.25/0.75) / 4; sksurv's convention gives 0.28125.
+    """
+    from hccstrat.survival import make_surv
+
+    y = make_surv([1, 0, 1, 0], [1.0, 1.0, 2.0, 3.0])
+    g = KaplanMeierFitter().fit([1, 1, 2, 3], [0, 1, 0, 1]).survival_function_at_times([2.5])
+    assert float(g.iloc[0]) == pytest.approx(0.75)
+    s = np.full((4, 1), 0.5)
+    assert brier_score(y, s, [2.5])[0] == pytest.approx((0.25 + 2 * 0.25 / 0.75) / 4)
+    assert sk_brier(y, y, s, [2.5])[1][0] == pytest.approx(0.28125)
+
+
 def test_slope_matches_lifelines_cox(data):
     y, _x, p, _ = data
     df = pd.DataFrame(

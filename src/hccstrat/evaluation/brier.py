@@ -4,6 +4,12 @@
 Censoring is handled by inverse probability of censoring weights from the
 Kaplan–Meier estimate G of the censoring distribution: events before ``t`` weigh
 1/G(T−), patients still event-free at ``t`` weigh 1/G(t).
+
+Ties between an event time and a censoring time: G is the plain reverse
+Kaplan–Meier (lifelines' ``KaplanMeierFitter`` on ``~event``: patients with an event
+at s stay in the censoring risk set at s) and events use the left limit G(T−).
+scikit-survival instead removes the events from that risk set and uses G(T), so the
+two agree exactly only when no event time equals a censoring time.
 """
 
 from __future__ import annotations
@@ -111,7 +117,7 @@ def brier_score(y: np.ndarray, surv, times, *, weights=None, y_train=None) -> np
 def integrated_brier_score(y: np.ndarray, surv, times, *, weights=None, y_train=None):
     """Integrated Brier score over ``times`` (trapezoid rule, divided by the range).
 
-    Matches ``sksurv.metrics.integrated_brier_score``.
+    Matches ``sksurv.metrics.integrated_brier_score`` (ties: see the module notes).
     """
     times = np.atleast_1d(np.asarray(times, dtype=float))
     if times.size < 2:
