@@ -67,3 +67,14 @@ def test_event_by_horizon_and_make_surv_errors():
         make_surv([True], [-1.0])
     with pytest.raises(ValueError, match="missing"):
         make_surv([True], [np.nan])
+
+
+def test_recorded_event_without_date_is_an_error_not_event_free():
+    from hccstrat.exceptions import DataValidationError
+
+    t = _table()
+    t.loc[0, "recurrence_date"] = pd.NaT  # P1 recurred, date lost
+    t.loc[1, "death_date"] = pd.NaT  # P2 died, date lost
+    for which in ("rfs", "os", "recurrence", "aggressive"):
+        with pytest.raises(DataValidationError, match=r"recurrence_date|death_date"):
+            endpoint(t, which)

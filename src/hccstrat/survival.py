@@ -132,6 +132,12 @@ def endpoint(
     -------
     ndarray
         Structured array with ``event`` and ``time`` (months).
+
+    Raises
+    ------
+    DataValidationError
+        When a column is missing, or a recorded recurrence or death has no date
+        (it would otherwise be counted as event-free follow-up).
     """
     _required(
         df, ["surgery_date", "last_followup_date", "recurrence", "death"], f"the {which} endpoint"
@@ -150,6 +156,14 @@ def endpoint(
         if "death_date" in df
         else np.full(len(df), np.nan)
     )
+    report = ValidationReport(source=f"the {which} endpoint")
+    ids = df["patient_id"].astype(str).to_numpy() if "patient_id" in df else None
+    for flag, t_ev, col in ((rec, t_rec, "recurrence_date"), (death, t_death, "death_date")):
+        for i in np.flatnonzero(flag & np.isnan(t_ev)):
+            pid = None if ids is None else ids[i]
+            report.add(Problem(int(i) + 1, pid, col, "(missing)", "a date: the event is recorded"))
+    if report:
+        raise DataValidationError(report, hint="give the date of every recorded event")
     t_rec = np.where(rec, t_rec, np.inf)
     t_death = np.where(death, t_death, np.inf)
     never = np.full(len(df), np.inf)

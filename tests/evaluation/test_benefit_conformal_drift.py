@@ -85,3 +85,19 @@ def test_rolling_performance_windows(simulate):
     roll = rolling_performance(y, p, dates, window_months=12, step_months=6)
     assert len(roll) >= 6 and roll["n"].iloc[0] > 250
     assert roll["c_index"].dropna().between(0.6, 0.9).all()
+
+
+def test_policy_value_propensity_missing_arm_is_an_error():
+    """Arm 'X' without a propensity column used the last column ('T') silently."""
+    from hccstrat.exceptions import ConfigError
+
+    y = make_surv([1, 0, 1, 0, 0, 1], [5, 30, 10, 30, 30, 3.0])
+    a = np.array(["S", "T", "S", "T", "X", "X"])
+    prop = pd.DataFrame({"S": [0.5] * 6, "T": [0.3] * 6})
+    with pytest.raises(ConfigError, match="X"):
+        policy_value(y, a, a, propensity=prop)
+    full = prop.assign(X=0.2)
+    # by hand: IPCW = 1 (no censoring before 24); weights 1/e; 1-based survivors 2, 4, 5
+    w = 1 / np.array([0.5, 0.3, 0.5, 0.3, 0.2, 0.2])
+    ref = w[[1, 3, 4]].sum() / w.sum()
+    assert policy_value(y, a, a, propensity=full)["ipw"] == pytest.approx(ref)

@@ -29,6 +29,39 @@ def test_brier_and_ibs_match_sksurv(data):
     assert 0 < scaled_brier(y, s[:, 3], 24.0) < 1
 
 
+def test_brier_beyond_last_censored_follow_up_is_refused():
+    """G(t) = 0 leaves no IPCW estimate (sksurv refuses such times too); 0.125 was returned."""
+    from hccstrat.exceptions import DataValidationError
+    from hccstrat.survival import make_surv
+
+    y = make_surv([1, 1, 0, 0], [1.0, 2.0, 3.0, 4.0])
+    s = np.full((4, 2), 0.5)
+    np.testing.assert_allclose(brier_score(y, s, [2.5, 3.5]), sk_brier(y, y, s, [2.5, 3.5])[1])
+    with pytest.raises(DataValidationError):
+        brier_score(y, s, [3.5, 10.0])
+    with pytest.raises(ValueError):
+        sk_brier(y, y, s, [3.5, 10.0])
+    rows = brier_score(y, s, [3.5, 10.0], weights=np.ones((2, 4)))
+    assert rows[:, 0] == pytest.approx([0.25, 0.25]) and np.isnan(rows[:, 1]).all()
+    with pytest.raises(DataValidationError):
+        scaled_brier(y, s[:, 0], 10.0)
+
+
+def test_brier_event_censoring_tie_follows_documented_reverse_km():
+    """Event and censoring tied at 1: G = lifelines reverse KM (0.75), taken at T−.
+
+    By hand: (0.25/1 + 0.25/0.75 + 0.25/0.75) / 4; sksurv's convention gives 0.28125.
+    """
+    from hccstrat.survival import make_surv
+
+    y = make_surv([1, 0, 1, 0], [1.0, 1.0, 2.0, 3.0])
+    g = KaplanMeierFitter().fit([1, 1, 2, 3], [0, 1, 0, 1]).survival_function_at_times([2.5])
+    assert float(g.iloc[0]) == pytest.approx(0.75)
+    s = np.full((4, 1), 0.5)
+    assert brier_score(y, s, [2.5])[0] == pytest.approx((0.25 + 2 * 0.25 / 0.75) / 4)
+    assert sk_brier(y, y, s, [2.5])[1][0] == pytest.approx(0.28125)
+
+
 def test_slope_matches_lifelines_cox(data):
     y, _x, p, _ = data
     df = pd.DataFrame(
@@ -36,6 +69,33 @@ def test_slope_matches_lifelines_cox(data):
     )
     ref = CoxPHFitter().fit(df, "T", "E").params_["x"]
     assert calibration_slope(y, p, 24.0) == pytest.approx(ref, abs=1e-4)
+
+
+def test_slope_without_events_is_nan_not_zero():
+    """A resample with no event by the horizon has no slope; 0 would drag the CI to 0."""
+    from hccstrat.evaluation.bootstrap import bootstrap
+    from hccstrat.exceptions import DataValidationError
+    from hccstrat.survival import make_surv
+
+    rng = np.random.default_rng(0)
+    n = 40
+    t = rng.uniform(1, 30, n)
+    e = np.zeros(n, bool)
+    e[[3, 7]] = True
+    t[[3, 7]] = [5.0, 10.0]
+    p = rng.uniform(0.1, 0.6, n)
+    p[[3, 7]] = [0.5, 0.55]
+    y = make_surv(e, t)
+    w = np.ones((2, n))
+    w[1, [3, 7]] = 0.0  # the second "resample" has no event
+    s = calibration_slope(y, p, 24.0, weights=w)
+    assert s[0] == pytest.approx(calibration_slope(y, p, 24.0)) and np.isnan(s[1])
+    r = bootstrap(y, p, n_resamples=200, seed=1)
+    samples = r.samples["calibration_slope"]
+    assert np.isnan(samples).sum() == np.isnan(r.samples["harrell_c"]).sum() > 0
+    assert not (samples == 0).any()
+    with pytest.raises(DataValidationError):
+        calibration_slope(make_surv(np.zeros(5, bool), np.arange(1, 6.0)), np.full(5, 0.3))
 
 
 def test_oe_uses_kaplan_meier(data):

@@ -52,3 +52,20 @@ def test_net_benefit_weighted_rows(data):
     w = np.vstack([np.ones(len(p)), np.ones(len(p))])
     nb = net_benefit(y, p, 24.0, [0.3], weights=w)
     assert nb.shape == (2, 1) and nb[0, 0] == pytest.approx(net_benefit(y, p, 24.0, [0.3])[0])
+
+
+def test_net_benefit_hand_values_and_threshold_range():
+    """Hand KM: treat-all S(24) = 0.4, high-risk (p >= 0.5) S(24) = 0.2 in 5 of 8."""
+    from hccstrat.evaluation.decision import treat_all_net_benefit
+    from hccstrat.exceptions import ConfigError
+    from hccstrat.survival import make_surv
+
+    y = make_surv([1, 1, 0, 1, 0, 1, 0, 0], [1, 2, 3, 4, 5, 6, 30, 30])
+    p = np.array([0.9, 0.8, 0.3, 0.7, 0.2, 0.6, 0.1, 1.0])
+    np.testing.assert_allclose(net_benefit(y, p, 24, [0.0, 0.5]), [0.6, 0.375])
+    np.testing.assert_allclose(treat_all_net_benefit(y, 24, [0.0, 0.5]), [0.6, 0.2])
+    for bad in (1.0, -0.1, 1.2, np.nan):
+        with pytest.raises(ConfigError):
+            net_benefit(y, p, 24, [0.5, bad])
+        with pytest.raises(ConfigError):
+            treat_all_net_benefit(y, 24, [bad])

@@ -102,7 +102,10 @@ def breslow_cumhaz(
 def cox_slope(
     x: np.ndarray, time: np.ndarray, event: np.ndarray, W: np.ndarray, *, n_iter: int = 8
 ) -> np.ndarray:
-    """Coefficient of a one-covariate Cox model for every weight row of ``W`` (B, n)."""
+    """Coefficient of a one-covariate Cox model for every weight row of ``W`` (B, n).
+
+    Rows without any (weighted) event have no estimate: NaN, not 0.
+    """
     order = np.argsort(-time, kind="stable")
     xs, ts, es = x[order], time[order], event[order].astype(float)
     Ws = W[:, order]
@@ -125,4 +128,4 @@ def cox_slope(
             grad = (de * (xs_c - xbar)).sum(axis=1)
             info = (de * (np.where(s0 > 0, s2 / np.where(s0 > 0, s0, 1), 0) - xbar**2)).sum(axis=1)
             beta = beta + np.where(info > 0, grad / np.where(info > 0, info, 1), 0)
-    return beta
+    return np.where(de.sum(axis=1) > 0, beta, np.nan)

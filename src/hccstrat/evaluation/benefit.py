@@ -170,7 +170,13 @@ def policy_value(
     elif isinstance(propensity, pd.DataFrame):
         cols = propensity.copy()
         cols.columns = cols.columns.astype(str)
-        e = cols.to_numpy(float)[np.arange(n), cols.columns.get_indexer(a)]
+        idx = cols.columns.get_indexer(a)
+        if (idx < 0).any():
+            raise ConfigError(
+                f"propensity has no column for arm(s) {sorted(set(a[idx < 0]))}",
+                hint=f"give one propensity column per received arm: {sorted(set(a))}",
+            )
+        e = cols.to_numpy(float)[np.arange(n), idx]
     else:
         e = np.asarray(propensity, float)
     follow = (a == pi).astype(float)

@@ -4,6 +4,12 @@
 Censoring is handled by inverse probability of censoring weights from the
 Kaplan–Meier estimate G of the censoring distribution: events before ``t`` weigh
 1/G(T−), patients still event-free at ``t`` weigh 1/G(t).
+
+Ties between an event time and a censoring time: G is the plain reverse
+Kaplan–Meier (lifelines' ``KaplanMeierFitter`` on ``~event``: patients with an event
+at s stay in the censoring risk set at s) and events use the left limit G(T−).
+scikit-survival instead removes the events from that risk set and uses G(T), so the
+two agree exactly only when no event time equals a censoring time.
 """
 
 from __future__ import annotations
@@ -55,6 +61,13 @@ def brier_score(y: np.ndarray, surv, times, *, weights=None, y_train=None) -> np
     Returns
     -------
     ndarray (len(times),) or (B, len(times))
+        NaN for a resample (weight row) whose censoring survival G(t) is 0.
+
+    Raises
+    ------
+    DataValidationError
+        For 1-D use, when G(t) = 0 at a time: every patient still followed was censored
+        by ``t`` (t at or beyond the last censored follow-up), so no IPCW estimate exists.
     """
     y = check_surv(y)
     n = y.shape[0]
@@ -70,6 +83,23 @@ def brier_score(y: np.ndarray, surv, times, *, weights=None, y_train=None) -> np
     )
     g_t = censoring_at(ref, time, wref)  # (B or 1, n), left limits
     g_h = censoring_at(ref, times, wref, left=False)  # (B or 1, k)
+    beyond = np.broadcast_to(g_h <= 0, (w.shape[0], times.size))
+    if not two_d and beyond.any():
+        raise DataValidationError(
+            ValidationReport(
+                [
+                    Problem(
+                        None,
+                        None,
+                        "times",
+                        times[beyond[0]].tolist(),
+                        "times before the last censored follow-up (censoring survival > 0)",
+                    )
+                ],
+                source="brier",
+            ),
+            hint="choose horizons within the follow-up of the data",
+        )
     out = np.empty((w.shape[0], times.size))
     for k, t in enumerate(times):
         case = event & (time <= t)
@@ -80,13 +110,14 @@ def brier_score(y: np.ndarray, surv, times, *, weights=None, y_train=None) -> np
                 g_h[:, [k]] > 0, g_h[:, [k]], np.inf
             )
         out[:, k] = ((a + b) * w).sum(axis=1) / w.sum(axis=1)
+    out[beyond] = np.nan
     return out if two_d else out[0]
 
 
 def integrated_brier_score(y: np.ndarray, surv, times, *, weights=None, y_train=None):
     """Integrated Brier score over ``times`` (trapezoid rule, divided by the range).
 
-    Matches ``sksurv.metrics.integrated_brier_score``.
+    Matches ``sksurv.metrics.integrated_brier_score`` (ties: see the module notes).
     """
     times = np.atleast_1d(np.asarray(times, dtype=float))
     if times.size < 2:
@@ -106,11 +137,12 @@ def scaled_brier(y: np.ndarray, surv, horizon: float, *, weights=None):
     y = check_surv(y)
     n = y.shape[0]
     w, two_d = as_weights(weights, n)
-    bs = brier_score(y, np.asarray(surv, float).reshape(n, 1), [horizon], weights=w)[:, 0]
+    s = np.asarray(surv, float).reshape(n, 1)
+    bs = brier_score(y, s, [horizon], weights=w if two_d else w[0]).reshape(-1)
     s0 = km_at(y, [horizon], w)[:, 0]  # (B,)
     null = np.stack(
         [
-            brier_score(y, np.full((n, 1), s0[b]), [horizon], weights=w[b])[0]
+            brier_score(y, np.full((n, 1), s0[b]), [horizon], weights=w[b : b + 1])[0, 0]
             for b in range(w.shape[0])
         ]
     )

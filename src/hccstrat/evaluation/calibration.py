@@ -22,6 +22,7 @@ import pandas as pd
 
 from hccstrat.evaluation._core import as_weights, check_pred, check_surv, km_at, squeeze
 from hccstrat.evaluation._cox import breslow_cumhaz, cox_fit, cox_slope
+from hccstrat.exceptions import DataValidationError, Problem, ValidationReport
 
 __all__ = [
     "CalibrationCurve",
@@ -74,12 +75,39 @@ def calibration_in_the_large(y: np.ndarray, risk, horizon: float = 24.0, *, weig
 
 
 def calibration_slope(y: np.ndarray, risk, horizon: float = 24.0, *, weights=None):
-    """Calibration slope: Cox coefficient of cloglog(predicted risk), follow-up cut at horizon."""
+    """Calibration slope: Cox coefficient of cloglog(predicted risk), follow-up cut at horizon.
+
+    Returns
+    -------
+    float or ndarray (B,)
+        NaN for a weight row (bootstrap resample) without an event by the horizon.
+
+    Raises
+    ------
+    DataValidationError
+        For 1-D use when no event occurs by the horizon (the slope is not estimable).
+    """
     y = check_surv(y)
     n = y.shape[0]
     p = check_pred(risk, n, where="risk")
     w, two_d = as_weights(weights, n)
     time, event = _truncate(y, horizon)
+    if not two_d and not event[w[0] > 0].any():
+        raise DataValidationError(
+            ValidationReport(
+                [
+                    Problem(
+                        None,
+                        None,
+                        "calibration_slope",
+                        "no event by the horizon",
+                        f"at least one event by {horizon:g} months",
+                    )
+                ],
+                source="calibration_slope",
+            ),
+            hint="check the event indicator, follow-up times and horizon",
+        )
     return squeeze(cox_slope(cloglog(p), time, event, w), two_d)
 
 

@@ -22,12 +22,29 @@ from hccstrat.evaluation._core import (
     km_at,
     squeeze,
 )
+from hccstrat.exceptions import ConfigError
 
 __all__ = ["classification_at", "decision_curve", "net_benefit", "treat_all_net_benefit"]
 
 
+def _thresholds(thresholds) -> np.ndarray:
+    """Threshold probabilities as an array; each must lie in [0, 1) (odds p/(1 − p))."""
+    th = np.atleast_1d(np.asarray(thresholds, float))
+    if not (np.isfinite(th) & (th >= 0) & (th < 1)).all():
+        raise ConfigError(
+            f"risk thresholds must lie in [0, 1), got {th[~((th >= 0) & (th < 1))].tolist()}",
+            hint="net benefit weighs false positives by p_t/(1 − p_t): use e.g. 0.01 to 0.99",
+        )
+    return th
+
+
 def net_benefit(y: np.ndarray, risk, horizon: float = 24.0, thresholds=(0.5,), *, weights=None):
     """Net benefit of treating patients with predicted risk >= each threshold.
+
+    Raises
+    ------
+    ConfigError
+        When a threshold lies outside [0, 1) (at 1 the harm weight is infinite).
 
     Returns
     -------
@@ -36,7 +53,7 @@ def net_benefit(y: np.ndarray, risk, horizon: float = 24.0, thresholds=(0.5,), *
     y = check_surv(y)
     n = y.shape[0]
     p = check_pred(risk, n, where="risk")
-    th = np.atleast_1d(np.asarray(thresholds, float))
+    th = _thresholds(thresholds)
     w, two_d = as_weights(weights, n)
     tot = w.sum(axis=1)
     out = np.zeros((w.shape[0], th.size))
@@ -50,9 +67,9 @@ def net_benefit(y: np.ndarray, risk, horizon: float = 24.0, thresholds=(0.5,), *
 
 
 def treat_all_net_benefit(y: np.ndarray, horizon: float = 24.0, thresholds=(0.5,)) -> np.ndarray:
-    """Net benefit of treating everyone."""
+    """Net benefit of treating everyone (thresholds in [0, 1))."""
+    th = _thresholds(thresholds)
     s = km_at(check_surv(y), [horizon], np.ones((1, y.shape[0])))[0, 0]
-    th = np.atleast_1d(np.asarray(thresholds, float))
     return (1 - s) - s * th / (1 - th)
 
 
@@ -147,8 +164,6 @@ def classification_at(
         tp, fn = (wc * pos).sum(axis=1) / tot, (wc * ~pos).sum(axis=1) / tot
         fp, tn = (wk * pos).sum(axis=1) / tot, (wk * ~pos).sum(axis=1) / tot
     else:
-        from hccstrat.exceptions import ConfigError
-
         raise ConfigError(f"unknown method {method!r}", hint="use 'km' or 'ipcw'")
     with np.errstate(divide="ignore", invalid="ignore"):
         res = {

@@ -153,7 +153,8 @@ def uno_c(y: np.ndarray, risk, *, tau: float | None = None, weights=None, y_trai
 
     Events before ``tau`` are weighted by 1/G(T−)², G the Kaplan–Meier estimate of the
     censoring distribution (from ``y_train`` when given, else from ``y``). Matches
-    ``sksurv.metrics.concordance_index_ipcw`` (without tied times).
+    ``sksurv.metrics.concordance_index_ipcw`` when no event time equals a censoring
+    time (tie convention as in :func:`cumulative_dynamic_auc`).
     """
     y = check_surv(y)
     n = y.shape[0]
@@ -195,7 +196,12 @@ def cumulative_dynamic_auc(y: np.ndarray, risk, times, *, weights=None, y_train=
     Returns
     -------
     ndarray (len(times),) or (B, len(times))
-        Matches ``sksurv.metrics.cumulative_dynamic_auc`` with ``survival_train = y``.
+        NaN at a time without cases or without controls. Matches
+        ``sksurv.metrics.cumulative_dynamic_auc`` with ``survival_train = y`` when no
+        event time equals a censoring time; at such ties G is the plain reverse
+        Kaplan–Meier taken at T− (as in :func:`uno_c` and
+        :func:`hccstrat.evaluation.brier.brier_score`), while scikit-survival drops the
+        tied events from the censoring risk set and takes G(T).
     """
     y = check_surv(y)
     n = y.shape[0]
