@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import re
 import sqlite3
 import threading
 from dataclasses import dataclass, field
@@ -176,13 +177,34 @@ def _shift(value: str, vr: str, days: int) -> str:
     return shifted + (value[8:] if vr == "DT" else "")
 
 
+# values of these attributes (anywhere in the dataset) are searched for in free text
+_SECRET_KEYWORDS = frozenset(
+    "PatientName PatientID OtherPatientIDs OtherPatientNames PatientBirthName"
+    " PatientMotherBirthName".split()
+)
+
+
+def _secrets(ds) -> list[str]:
+    """Identifying strings of the patient, longest first, to remove from free text.
+
+    Collected from every level of the dataset (e.g. the IDs of OtherPatientIDsSequence),
+    with each value of a multi-valued attribute and each part (>= 3 characters) of a name.
+    """
+    values: list[str] = []
+    for elem in ds.iterall():
+        if elem.keyword in _SECRET_KEYWORDS and elem.value:
+            vals = elem.value if elem.VM > 1 else [elem.value]
+            values += [str(v).strip() for v in vals]
+    parts = [p for v in values for p in re.split(r"[\^=\s,]+", v) if len(p) >= 3]
+    return sorted({v for v in values + parts if len(v) >= 2}, key=len, reverse=True)
+
+
 def _clean_text(text: str, secrets_: list[str]) -> str:
-    out = text
-    for s in secrets_:
-        if s and len(s) >= 2:
-            out = out.replace(s, "")
-            out = out.replace(s.upper(), "").replace(s.lower(), "")
-    return out
+    """Remove every occurrence of the secrets from ``text``, whatever the case."""
+    if not secrets_:
+        return text
+    pattern = re.compile("|".join(re.escape(s) for s in secrets_), re.IGNORECASE)
+    return pattern.sub("", text)
 
 
 def _burned_in(ds, result: DeidResult) -> None:
@@ -224,8 +246,7 @@ def deidentify_dataset(
     DeidResult
     """
     result = DeidResult()
-    secrets_ = [str(ds.get(k, "")) for k in ("PatientName", "PatientID", "OtherPatientIDs")]
-    secrets_ += [p for s in list(secrets_) for p in s.replace("^", " ").split() if len(p) >= 3]
+    secrets_ = _secrets(ds)
     _burned_in(ds, result)
     n_private = 0
 

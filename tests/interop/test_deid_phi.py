@@ -1,0 +1,61 @@
+"""De-identification of a hand-built MR file carrying PHI in every usual hiding place."""
+
+from __future__ import annotations
+
+from io import BytesIO
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
+
+from hccstrat.interop.deid import UIDRemapper, deidentify_dataset
+
+KEY = b"k" * 32
+
+
+def _phi_dataset() -> Dataset:
+    """An MR image with patient identifiers in names, IDs, free text and sequences."""
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4.5.100"
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, "1.2.3.4.5.100"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = "1.2.3.4.5.1", "1.2.3.4.5.2"
+    ds.FrameOfReferenceUID = "1.2.3.4.5.3"
+    ds.Modality = "MR"
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate = "DOE^JOHN", "MRN12345", "19600102"
+    ds.OtherPatientIDs = ["ALT111", "ALT222"]
+    other = Dataset()
+    other.PatientID = "OTHER999"
+    ds.OtherPatientIDsSequence = [other]
+    ds.StudyDate, ds.AcquisitionTime = "20230110", "101500"
+    ds.Rows = ds.Columns = 4
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.PixelData = np.arange(16, dtype=np.uint16).tobytes()
+    return ds
+
+
+def _deid(ds: Dataset, shift: int | None = -10) -> Dataset:
+    deidentify_dataset(ds, pseudo_id="P-1", uid_map=UIDRemapper(KEY), date_shift_days=shift)
+    buf = BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return pydicom.dcmread(BytesIO(buf.getvalue()))
+
+
+def test_identifiers_removed_from_descriptors_whatever_the_case():
+    ds = _phi_dataset()
+    ds.StudyDescription = "Liver MRI John Doe"  # name stored upper case, written mixed case
+    ds.SeriesDescription = "Portal venous OTHER999"  # ID from OtherPatientIDsSequence
+    ds.ProtocolName = "liver alt222"  # second value of a multi-valued OtherPatientIDs
+    out = _deid(ds)
+    assert out.StudyDescription.strip() == "Liver MRI"
+    assert out.SeriesDescription.strip() == "Portal venous"
+    assert out.ProtocolName.strip() == "liver"
+    text = str(out).lower()
+    for phi in ("john", "doe", "mrn12345", "other999", "alt111", "alt222", "19600102"):
+        assert phi not in text, phi
+    assert out.PatientName == "P-1" and out.PatientID == "P-1"
+    assert np.array_equal(out.pixel_array, np.arange(16).reshape(4, 4))
