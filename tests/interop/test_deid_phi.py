@@ -59,3 +59,20 @@ def test_identifiers_removed_from_descriptors_whatever_the_case():
         assert phi not in text, phi
     assert out.PatientName == "P-1" and out.PatientID == "P-1"
     assert np.array_equal(out.pixel_array, np.arange(16).reshape(4, 4))
+
+
+def test_station_trial_and_telecom_attributes_removed():
+    ds = _phi_dataset()
+    ds.PerformedStationName, ds.PerformedStationAETitle = "ELSEWHERE-MR3", "ELSEWHEREMR3"
+    ds.StationAETitle = "ELSEWHEREMR3"
+    ds.PatientTelecomInformation = "+44 20 7946 0000"
+    ds.PatientBirthDateInAlternativeCalendar = "5720"
+    ds.RequestedProcedureDescription = "Liver MRI, St Elsewhere hepatology"
+    ds.ScheduledProcedureStepID = "SPS77"
+    ds.ClinicalTrialSiteName, ds.ClinicalTrialSubjectID = "St Elsewhere", "SUBJ-0042"
+    out = _deid(ds)
+    text = str(out)
+    for phi in ("ELSEWHERE", "Elsewhere", "7946", "5720", "SPS77", "SUBJ-0042"):
+        assert phi not in text, phi
+    assert "PerformedStationName" not in out and "StationAETitle" not in out
+    assert out.ClinicalTrialSubjectID == ""
