@@ -76,3 +76,15 @@ def test_station_trial_and_telecom_attributes_removed():
         assert phi not in text, phi
     assert "PerformedStationName" not in out and "StationAETitle" not in out
     assert out.ClinicalTrialSubjectID == ""
+
+
+def test_deidentification_method_says_whether_dates_were_shifted_or_removed():
+    shifted = _deid(_phi_dataset(), shift=-10)
+    assert shifted.StudyDate == "20221231" and shifted.AcquisitionTime == "101500"
+    assert shifted.LongitudinalTemporalInformationModified == "MODIFIED"
+    assert "113107" in {c.CodeValue for c in shifted.DeidentificationMethodCodeSequence}
+    removed = _deid(_phi_dataset(), shift=None)
+    assert removed.StudyDate == ""
+    assert removed.LongitudinalTemporalInformationModified == "REMOVED"
+    # the Modified Dates option is not claimed when dates were removed
+    assert "113107" not in {c.CodeValue for c in removed.DeidentificationMethodCodeSequence}

@@ -321,15 +321,19 @@ def deidentify_dataset(
     ds.PatientName = pseudo_id
     ds.PatientID = pseudo_id
     ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = "hccstrat PS3.15 Basic Profile; modified dates; clean descriptors"
+    shifted = date_shift_days is not None
+    dates = "modified dates" if shifted else "dates removed"
+    ds.DeidentificationMethod = f"hccstrat PS3.15 Basic Profile; {dates}; clean descriptors"
+    # PS3.15 E.3.6: say whether dates were shifted or removed
+    ds.LongitudinalTemporalInformationModified = "MODIFIED" if shifted else "REMOVED"
     from pydicom.dataset import Dataset
 
+    options = [("113100", "Basic Application Confidentiality Profile")]
+    if shifted:
+        options.append(("113107", "Retain Longitudinal Temporal Information Modified Dates Option"))
+    options.append(("113105", "Clean Descriptors Option"))
     codes = []
-    for value, meaning in (
-        ("113100", "Basic Application Confidentiality Profile"),
-        ("113107", "Retain Longitudinal Temporal Information Modified Dates Option"),
-        ("113105", "Clean Descriptors Option"),
-    ):
+    for value, meaning in options:
         item = Dataset()
         item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, "DCM", meaning
         codes.append(item)
