@@ -88,3 +88,24 @@ def test_deidentification_method_says_whether_dates_were_shifted_or_removed():
     assert removed.LongitudinalTemporalInformationModified == "REMOVED"
     # the Modified Dates option is not claimed when dates were removed
     assert "113107" not in {c.CodeValue for c in removed.DeidentificationMethodCodeSequence}
+
+
+def test_class_and_coding_scheme_uids_are_not_remapped():
+    vendor_class = "1.2.840.113619.4.26"  # a vendor's private SOP class
+    snomed = "2.16.840.1.113883.6.96"
+    ds = _phi_dataset()
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = vendor_class
+    scheme = Dataset()
+    scheme.CodingSchemeDesignator, scheme.CodingSchemeUID = "SCT", snomed
+    ds.CodingSchemeIdentificationSequence = [scheme]
+    ref = Dataset()
+    ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = vendor_class, "1.2.3.4.5.99"
+    ds.ReferencedImageSequence = [ref]
+    out = _deid(ds)
+    assert out.SOPClassUID == out.file_meta.MediaStorageSOPClassUID == vendor_class
+    assert out.CodingSchemeIdentificationSequence[0].CodingSchemeUID == snomed
+    assert out.ReferencedImageSequence[0].ReferencedSOPClassUID == vendor_class
+    # instance UIDs still are remapped, and the file meta matches the dataset
+    assert out.ReferencedImageSequence[0].ReferencedSOPInstanceUID.startswith("2.25.")
+    assert out.file_meta.MediaStorageSOPInstanceUID == out.SOPInstanceUID != "1.2.3.4.5.100"
+    assert out.StudyInstanceUID == UIDRemapper(KEY)("1.2.3.4.5.1")

@@ -130,6 +130,14 @@ BASIC_PROFILE: dict[str, str] = {
 }
 _CLEAN_KEYWORDS = frozenset(_CLEAN.split())
 _DICOM_ROOT = "1.2.840.10008."
+# UIDs naming a class or a coding scheme, not an instance: never remapped (a vendor's
+# private SOP class or SNOMED's scheme UID would otherwise become meaningless)
+_CLASS_UID_KEYWORDS = frozenset(
+    "SOPClassUID ReferencedSOPClassUID MediaStorageSOPClassUID TransferSyntaxUID"
+    " CodingSchemeUID MappingResourceUID ContextGroupExtensionCreatorUID SOPClassesInStudy"
+    " RelatedGeneralSOPClassUID OriginalSpecializedSOPClassUID"
+    " ReferencedSOPClassUIDInFile ReferencedTransferSyntaxUIDInFile".split()
+)
 _BURNED_MODALITIES = {"US", "SC", "XC", "ES", "OT", "GM", "SM_OVERVIEW"}
 
 
@@ -292,7 +300,7 @@ def deidentify_dataset(
                 for item in elem.value:
                     walk(item)
                 continue
-            if elem.VR == "UI" and elem.value:
+            if elem.VR == "UI" and elem.value and kw not in _CLASS_UID_KEYWORDS:
                 old = elem.value
                 if isinstance(old, list) or getattr(elem, "VM", 1) > 1:
                     elem.value = [uid_map(u) for u in old]
