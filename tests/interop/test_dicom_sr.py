@@ -77,3 +77,20 @@ def test_bad_inputs_are_reported(study, tmp_path):
     seg = export_seg(datasets, {"liver": np.ones((10, 40, 40), bool)}, tmp_path / "l.dcm")
     with pytest.raises(Exception, match="Tumour"):
         export_sr(datasets, seg, tmp_path / "sr.dcm", tumour_volume_ml=1.0)
+
+
+@pytest.mark.parametrize("volume", [float("nan"), float("inf"), -3.0])
+def test_sr_rejects_a_volume_that_is_not_a_volume(study, tmp_path, volume):
+    _, datasets = study
+    tumour = np.zeros((10, 40, 40), bool)
+    tumour[4:6, 10:20, 10:20] = True
+    seg = export_seg(datasets, {"tumour": tumour}, tmp_path / "t.dcm")
+    with pytest.raises(DataValidationError, match="tumour_volume_ml"):
+        export_sr(datasets, seg, tmp_path / "sr.dcm", tumour_volume_ml=volume)
+    assert not (tmp_path / "sr.dcm").exists()
+
+
+def test_seg_without_any_mask_is_reported(study, tmp_path):
+    _, datasets = study
+    with pytest.raises(DataValidationError, match="masks"):
+        export_seg(datasets, {}, tmp_path / "none.dcm")

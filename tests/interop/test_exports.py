@@ -68,3 +68,19 @@ def test_geojson_roundtrip_and_heatmap(tmp_path):
         polygon_feature([(0, 0), (1, 1)])
     with pytest.raises(InputFileError):
         heatmap_to_features(np.zeros((3, 2)), np.zeros(2), 256)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("score", float("nan")), ("score", 1.5), ("score", -0.2), ("score", None),
+     ("kind", "PREOP"), ("patient_id", ""), ("input_sha256", "")],
+)
+def test_risk_assessment_rejects_bad_input_clearly(field, value):
+    from hccstrat.exceptions import DataValidationError
+
+    args = dict(patient_id="P-1", kind="PRE", score=0.3, model="pre", model_version="2",
+                when=dt.datetime(2025, 1, 2), input_sha256="ab" * 32, prediction_id=7)
+    args[field] = value
+    with pytest.raises(DataValidationError) as err:
+        risk_assessment(**args, validate=False)
+    assert err.value.report.problems[0].column == field

@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import re
 import sqlite3
 import threading
 from dataclasses import dataclass, field
@@ -94,12 +95,25 @@ ScheduledProcedureStepStartTime ScheduledStationName ServiceEpisodeDescription S
 SmokingStatus SourceImageSequence SpecialNeeds StationName StudyComments StudyIDIssuer
 TextComments TextString TopicAuthor TopicKeywords TopicSubject TopicTitle
 VerifyingObserverIdentificationCodeSequence VisitComments
+ClinicalTrialSeriesDescription ClinicalTrialSeriesID ClinicalTrialTimePointDescription
+ConsultingPhysicianIdentificationSequence InstitutionalDepartmentTypeCodeSequence
+IssuerOfAccessionNumberSequence OrderCallbackTelecomInformation PatientAlternativeCalendar
+PatientBirthDateInAlternativeCalendar PatientDeathDateInAlternativeCalendar
+PatientInstitutionResidence PatientTelecomInformation PerformedStationAETitle
+PerformedStationGeographicLocationCodeSequence PerformedStationName
+PersonIdentificationCodeSequence PersonTelecomInformation PregnancyStatus
+RequestedProcedureDescription ScheduledProcedureStepID ScheduledStationAETitle
+ScheduledStationGeographicLocationCodeSequence StationAETitle StorageMediaFileSetID
 """
 _Z = """
 AccessionNumber ContentCreatorName FillerOrderNumberImagingServiceRequest PatientBirthDate
 PatientSex
 PlacerOrderNumberImagingServiceRequest ReferringPhysicianName StudyID VerifyingObserverName
 VerifyingOrganization
+ClinicalTrialCoordinatingCenterName ClinicalTrialProtocolEthicsCommitteeApprovalNumber
+ClinicalTrialProtocolEthicsCommitteeName ClinicalTrialProtocolID ClinicalTrialProtocolName
+ClinicalTrialSiteID ClinicalTrialSiteName ClinicalTrialSponsorName ClinicalTrialSubjectID
+ClinicalTrialSubjectReadingID ClinicalTrialTimePointID
 """
 # replaced by the pseudonym
 _D = "PatientID PatientName"
@@ -116,6 +130,14 @@ BASIC_PROFILE: dict[str, str] = {
 }
 _CLEAN_KEYWORDS = frozenset(_CLEAN.split())
 _DICOM_ROOT = "1.2.840.10008."
+# UIDs naming a class or a coding scheme, not an instance: never remapped (a vendor's
+# private SOP class or SNOMED's scheme UID would otherwise become meaningless)
+_CLASS_UID_KEYWORDS = frozenset(
+    "SOPClassUID ReferencedSOPClassUID MediaStorageSOPClassUID TransferSyntaxUID"
+    " CodingSchemeUID MappingResourceUID ContextGroupExtensionCreatorUID SOPClassesInStudy"
+    " RelatedGeneralSOPClassUID OriginalSpecializedSOPClassUID"
+    " ReferencedSOPClassUIDInFile ReferencedTransferSyntaxUIDInFile".split()
+)
 _BURNED_MODALITIES = {"US", "SC", "XC", "ES", "OT", "GM", "SM_OVERVIEW"}
 
 
@@ -176,13 +198,34 @@ def _shift(value: str, vr: str, days: int) -> str:
     return shifted + (value[8:] if vr == "DT" else "")
 
 
+# values of these attributes (anywhere in the dataset) are searched for in free text
+_SECRET_KEYWORDS = frozenset(
+    "PatientName PatientID OtherPatientIDs OtherPatientNames PatientBirthName"
+    " PatientMotherBirthName".split()
+)
+
+
+def _secrets(ds) -> list[str]:
+    """Identifying strings of the patient, longest first, to remove from free text.
+
+    Collected from every level of the dataset (e.g. the IDs of OtherPatientIDsSequence),
+    with each value of a multi-valued attribute and each part (>= 3 characters) of a name.
+    """
+    values: list[str] = []
+    for elem in ds.iterall():
+        if elem.keyword in _SECRET_KEYWORDS and elem.value:
+            vals = elem.value if elem.VM > 1 else [elem.value]
+            values += [str(v).strip() for v in vals]
+    parts = [p for v in values for p in re.split(r"[\^=\s,]+", v) if len(p) >= 3]
+    return sorted({v for v in values + parts if len(v) >= 2}, key=len, reverse=True)
+
+
 def _clean_text(text: str, secrets_: list[str]) -> str:
-    out = text
-    for s in secrets_:
-        if s and len(s) >= 2:
-            out = out.replace(s, "")
-            out = out.replace(s.upper(), "").replace(s.lower(), "")
-    return out
+    """Remove every occurrence of the secrets from ``text``, whatever the case."""
+    if not secrets_:
+        return text
+    pattern = re.compile("|".join(re.escape(s) for s in secrets_), re.IGNORECASE)
+    return pattern.sub("", text)
 
 
 def _burned_in(ds, result: DeidResult) -> None:
@@ -224,8 +267,7 @@ def deidentify_dataset(
     DeidResult
     """
     result = DeidResult()
-    secrets_ = [str(ds.get(k, "")) for k in ("PatientName", "PatientID", "OtherPatientIDs")]
-    secrets_ += [p for s in list(secrets_) for p in s.replace("^", " ").split() if len(p) >= 3]
+    secrets_ = _secrets(ds)
     _burned_in(ds, result)
     n_private = 0
 
@@ -258,7 +300,7 @@ def deidentify_dataset(
                 for item in elem.value:
                     walk(item)
                 continue
-            if elem.VR == "UI" and elem.value:
+            if elem.VR == "UI" and elem.value and kw not in _CLASS_UID_KEYWORDS:
                 old = elem.value
                 if isinstance(old, list) or getattr(elem, "VM", 1) > 1:
                     elem.value = [uid_map(u) for u in old]
@@ -287,15 +329,19 @@ def deidentify_dataset(
     ds.PatientName = pseudo_id
     ds.PatientID = pseudo_id
     ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = "hccstrat PS3.15 Basic Profile; modified dates; clean descriptors"
+    shifted = date_shift_days is not None
+    dates = "modified dates" if shifted else "dates removed"
+    ds.DeidentificationMethod = f"hccstrat PS3.15 Basic Profile; {dates}; clean descriptors"
+    # PS3.15 E.3.6: say whether dates were shifted or removed
+    ds.LongitudinalTemporalInformationModified = "MODIFIED" if shifted else "REMOVED"
     from pydicom.dataset import Dataset
 
+    options = [("113100", "Basic Application Confidentiality Profile")]
+    if shifted:
+        options.append(("113107", "Retain Longitudinal Temporal Information Modified Dates Option"))
+    options.append(("113105", "Clean Descriptors Option"))
     codes = []
-    for value, meaning in (
-        ("113100", "Basic Application Confidentiality Profile"),
-        ("113107", "Retain Longitudinal Temporal Information Modified Dates Option"),
-        ("113105", "Clean Descriptors Option"),
-    ):
+    for value, meaning in options:
         item = Dataset()
         item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, "DCM", meaning
         codes.append(item)

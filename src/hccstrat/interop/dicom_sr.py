@@ -16,6 +16,7 @@ as no standard code exists for it; the volume uses SNOMED CT "Volume" and UCUM `
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,8 @@ def export_seg(
             rep.add(Problem(None, None, k, "(unknown mask)", "liver or tumour"))
         elif np.shape(m) != shape:
             rep.add(Problem(None, None, k, str(np.shape(m)), f"shape {shape} of the series"))
+    if not masks:
+        rep.add(Problem(None, None, "masks", "(none)", "a liver and/or tumour mask"))
     if rep:
         raise DataValidationError(rep)
     numbers = sorted(names[k] for k in masks)
@@ -206,9 +209,13 @@ def export_sr(
 
     if isinstance(seg, (str, Path)):
         seg = pydicom.dcmread(str(seg))
+    rep = ValidationReport(source="SR export")
     if pre_score is not None and not 0.0 <= float(pre_score) <= 1.0:
-        rep = ValidationReport(source="SR export")
         rep.add(Problem(None, None, "pre_score", str(pre_score), "a probability in [0, 1]"))
+    if not (math.isfinite(float(tumour_volume_ml)) and float(tumour_volume_ml) >= 0.0):
+        rep.add(Problem(None, None, "tumour_volume_ml", str(tumour_volume_ml),
+                        "a finite volume >= 0 mL"))
+    if rep:
         raise DataValidationError(rep)
     tumour_no = next((int(s.SegmentNumber) for s in seg.SegmentSequence
                       if str(s.SegmentLabel) == "Tumour"), None)

@@ -9,9 +9,15 @@ qualitative risk (high when the score is at or above the allocation threshold).
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any
 
-from hccstrat.exceptions import DependencyMissingError
+from hccstrat.exceptions import (
+    DataValidationError,
+    DependencyMissingError,
+    Problem,
+    ValidationReport,
+)
 
 __all__ = ["HCCSTRAT_SYSTEM", "risk_assessment", "validate_risk_assessment"]
 
@@ -58,7 +64,15 @@ def risk_assessment(
         Score at or above which the qualitative risk is "high".
     validate : bool
         Check the resource with ``fhir.resources`` (R4B model, identical to R4 here).
+
+    Raises
+    ------
+    DataValidationError
+        If the score or threshold is not a probability, the kind is unknown or an
+        identifier is empty (nothing is built).
     """
+    _check_inputs(patient_id=patient_id, kind=kind, score=score, threshold=threshold,
+                  model=model, model_version=model_version, input_sha256=input_sha256)
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
     high = score >= threshold
@@ -95,6 +109,30 @@ def risk_assessment(
     if validate:
         validate_risk_assessment(res)
     return res
+
+
+def _probability(value: Any) -> bool:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return False
+    return math.isfinite(v) and 0.0 <= v <= 1.0
+
+
+def _check_inputs(*, kind: str, score: Any, threshold: Any, **identifiers: Any) -> None:
+    """Raise :class:`DataValidationError` listing every bad input of :func:`risk_assessment`."""
+    rep = ValidationReport(source="FHIR RiskAssessment")
+    pid = identifiers.get("patient_id") or None
+    if kind not in _OUTCOME:
+        rep.add(Problem(None, pid, "kind", kind, " or ".join(_OUTCOME)))
+    for name, value in (("score", score), ("threshold", threshold)):
+        if not _probability(value):
+            rep.add(Problem(None, pid, name, value, "a probability in [0, 1]"))
+    for name, value in identifiers.items():
+        if not str(value if value is not None else "").strip():
+            rep.add(Problem(None, pid, name, value, "a non-empty value"))
+    if rep:
+        raise DataValidationError(rep, hint="no RiskAssessment was built")
 
 
 def validate_risk_assessment(resource: dict[str, Any]) -> None:
