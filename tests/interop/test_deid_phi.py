@@ -45,6 +45,17 @@ def _deid(ds: Dataset, shift: int | None = -10) -> Dataset:
     return pydicom.dcmread(BytesIO(buf.getvalue()))
 
 
+def test_a_name_inside_a_word_is_left_alone():
+    """Surname 'Art', given name 'Ven': the phase words the pipeline reads must survive."""
+    ds = _phi_dataset()
+    ds.PatientName = "ART^VEN"
+    ds.SeriesDescription = "ARTERIAL phase, Art Ven"
+    ds.ProtocolName = "portal venous"
+    out = _deid(ds)
+    assert out.SeriesDescription.strip(" ,") == "ARTERIAL phase"
+    assert out.ProtocolName == "portal venous"
+
+
 def test_identifiers_removed_from_descriptors_whatever_the_case():
     ds = _phi_dataset()
     ds.StudyDescription = "Liver MRI John Doe"  # name stored upper case, written mixed case

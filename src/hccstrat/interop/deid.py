@@ -221,10 +221,13 @@ def _secrets(ds) -> list[str]:
 
 
 def _clean_text(text: str, secrets_: list[str]) -> str:
-    """Remove every occurrence of the secrets from ``text``, whatever the case."""
+    """Remove every occurrence of the secrets from ``text`` as a whole word, whatever the
+    case: a surname 'Art' must not turn 'ARTERIAL' into 'ERIAL' (the phase of a series
+    is read from its description)."""
     if not secrets_:
         return text
-    pattern = re.compile("|".join(re.escape(s) for s in secrets_), re.IGNORECASE)
+    words = "|".join(re.escape(s) for s in secrets_)
+    pattern = re.compile(rf"(?<![A-Za-z0-9])(?:{words})(?![A-Za-z0-9])", re.IGNORECASE)
     return pattern.sub("", text)
 
 
